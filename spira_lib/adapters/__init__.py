@@ -1,0 +1,1 @@
+"""Storage adapters behind :class:`spira_lib.ports.ObjectStore`."""
