@@ -169,7 +169,8 @@ class EvaluationConfig(_Section):
 class GateConfig(_Section):
     """Champion/challenger promotion rules."""
 
-    # Challenger AUC may be at most this much below the champion's (paired bootstrap lower bound).
+    # Reject when AUC(challenger) - AUC(champion), paired on the same test clips,
+    # is below -auc_margin (the bootstrap interval is reported with the decision).
     auc_margin: float = Field(0.02, ge=0)
     # Absolute floors a first model (and every challenger) must pass.
     min_roc_auc: float = Field(0.7, ge=0, le=1)
