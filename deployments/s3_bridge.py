@@ -1,0 +1,585 @@
+"""Bridge S3 "object created" notifications (via SQS) into Prefect events.
+
+New recordings land in S3; S3 notifies an SQS queue (directly or through SNS);
+this bridge long-polls the queue and turns every relevant record into a
+Prefect event (``spira.s3.object.created`` by default) that automations use to
+trigger the continuous-training flow.
+
+Delivery is at-least-once end to end and duplicates are harmless:
+
+* an SQS message is deleted only after every event it produced was
+  acknowledged by the Prefect server, so a crash or an unreachable server
+  means redelivery, never loss;
+* event ids are derived from the S3 record (uuid5), so a redelivered message
+  produces the same ids and the server drops the copies.
+
+Run it with ``python -m deployments.s3_bridge --queue-url URL [--bucket B] [--prefix P]``.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import re
+import signal
+import uuid
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime, timezone
+from typing import Any, AsyncContextManager, Callable, Sequence
+from urllib.parse import unquote_plus
+
+import boto3
+import botocore.exceptions as bexc
+from prefect.events import Event
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from spira_lib.adapters.s3 import client_config, make_s3_client
+
+log = logging.getLogger("spira.s3_bridge")
+
+DEFAULT_EVENT_NAME = "spira.s3.object.created"
+
+# Fixed namespace for event ids: the same S3 record must map to the same id in
+# every bridge process, forever, so the server can drop redelivered copies.
+EVENT_ID_NAMESPACE = uuid.UUID("6f1c3e0a-5b7d-4c1e-9a2f-53a1b2c3d4e5")
+
+
+class BadMessage(ValueError):
+    """An SQS message body is not a usable S3 notification; the message says why."""
+
+
+@dataclass(frozen=True)
+class S3Record:
+    """One S3 notification record, key already URL-decoded."""
+
+    bucket: str
+    key: str
+    size: int
+    etag: str
+    sequencer: str
+    event_name: str  # S3's name, e.g. 'ObjectCreated:Put'
+    event_time: datetime
+    version_id: str = ""
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+    @property
+    def is_object_created(self) -> bool:
+        return self.event_name.removeprefix("s3:").startswith("ObjectCreated")
+
+
+# ---------------------------------------------------------------- parsing
+
+
+def _loads(text: Any, what: str) -> Any:
+    if not isinstance(text, (str, bytes)):
+        raise BadMessage(f"{what} is not a string (got {type(text).__name__})")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadMessage(f"{what} is not valid JSON: {exc}") from None
+
+
+def _field(tree: Any, path: str, where: str) -> Any:
+    """Walk 'a.b.c' through nested dicts; BadMessage naming the missing field otherwise."""
+    node = tree
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise BadMessage(f"{where}: missing field '{path}'")
+        node = node[part]
+    return node
+
+
+def _parse_time(text: Any, where: str) -> datetime:
+    if not isinstance(text, str):
+        raise BadMessage(f"{where}: field 'eventTime' must be a string, got {text!r}")
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise BadMessage(f"{where}: field 'eventTime' is not an ISO-8601 time: {text!r}") from None
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+def _parse_record(raw: Any, index: int) -> S3Record:
+    where = f"record {index}"
+    if not isinstance(raw, dict):
+        raise BadMessage(f"{where} is not an object")
+    source = raw.get("eventSource", "aws:s3")
+    if source != "aws:s3":
+        raise BadMessage(f"{where}: eventSource is {source!r}, not 'aws:s3'")
+    event_name = _field(raw, "eventName", where)
+    bucket = _field(raw, "s3.bucket.name", where)
+    raw_key = _field(raw, "s3.object.key", where)
+    if not isinstance(bucket, str) or not bucket:
+        raise BadMessage(f"{where}: field 's3.bucket.name' must be a non-empty string")
+    if not isinstance(raw_key, str) or not raw_key:
+        raise BadMessage(f"{where}: field 's3.object.key' must be a non-empty string")
+    if not isinstance(event_name, str) or not event_name:
+        raise BadMessage(f"{where}: field 'eventName' must be a non-empty string")
+    obj = raw["s3"]["object"]
+    size = obj.get("size", 0)  # absent on delete records
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise BadMessage(f"{where}: field 's3.object.size' must be a non-negative integer, got {size!r}")
+    return S3Record(
+        bucket=bucket,
+        # S3 form-encodes keys in notifications: spaces arrive as '+', a real '+' as '%2B'.
+        key=unquote_plus(raw_key),
+        size=size,
+        etag=str(obj.get("eTag", "")).strip('"'),
+        sequencer=str(obj.get("sequencer", "")),
+        event_name=event_name,
+        event_time=_parse_time(_field(raw, "eventTime", where), where),
+        version_id=str(obj.get("versionId") or ""),
+    )
+
+
+def parse_s3_message(body: str) -> list[S3Record] | None:
+    """An SQS message body -> its S3 records.
+
+    Accepts a direct S3 notification or one wrapped in an SNS envelope.
+    Returns ``[]`` for S3's ``s3:TestEvent`` (sent when notifications are
+    configured), ``None`` for a well-formed SNS control message that carries no
+    notification (subscription confirmations), and raises :class:`BadMessage`
+    for anything else that is not a usable notification.
+    """
+    doc = _loads(body, "message body")
+    if not isinstance(doc, dict):
+        raise BadMessage(f"message body is a JSON {type(doc).__name__}, not an object")
+    sns_type = doc.get("Type")
+    if sns_type in ("SubscriptionConfirmation", "UnsubscribeConfirmation"):
+        return None
+    if sns_type == "Notification":
+        doc = _loads(doc.get("Message"), "SNS field 'Message'")
+        if not isinstance(doc, dict):
+            raise BadMessage(f"SNS field 'Message' is a JSON {type(doc).__name__}, not an object")
+    if doc.get("Event") == "s3:TestEvent":
+        return []
+    if "Records" not in doc:
+        raise BadMessage("not an S3 notification: no 'Records' field")
+    records = doc["Records"]
+    if not isinstance(records, list):
+        raise BadMessage(f"field 'Records' must be a list, got {type(records).__name__}")
+    return [_parse_record(raw, i) for i, raw in enumerate(records)]
+
+
+# ---------------------------------------------------------------- events
+
+
+def event_id(record: S3Record, event_name: str = DEFAULT_EVENT_NAME) -> uuid.UUID:
+    """Deterministic id: the same record (even redelivered, even via SNS) gives the same id.
+
+    S3's sequencer orders events on one key and is unique per change; S3-compatible
+    stores that omit it fall back to etag + event time, which a redelivery repeats
+    but a re-upload of identical bytes does not.
+    """
+    change = record.sequencer or f"{record.etag}@{record.event_time.isoformat()}"
+    text = "\n".join([event_name, record.event_name, record.bucket, record.key, record.version_id, change])
+    return uuid.uuid5(EVENT_ID_NAMESPACE, text)
+
+
+def record_payload(record: S3Record) -> dict[str, Any]:
+    data = asdict(record)
+    data["event_time"] = record.event_time.isoformat()
+    return data
+
+
+def record_to_event(record: S3Record, *, event_name: str = DEFAULT_EVENT_NAME) -> Event:
+    """The Prefect event announcing ``record``'s object."""
+    return Event(
+        event=event_name,
+        occurred=record.event_time,
+        resource={
+            "prefect.resource.id": record.uri,
+            "s3.bucket": record.bucket,
+            "s3.key": record.key,
+            "s3.size": str(record.size),
+            "s3.etag": record.etag,
+        },
+        payload=record_payload(record),
+        id=event_id(record, event_name),
+    )
+
+
+# ---------------------------------------------------------------- config
+
+
+def _env_first(*names: str) -> str | None:
+    for name in names:
+        if os.environ.get(name):
+            return os.environ[name]
+    return None
+
+
+_SQS_HOST_REGION = re.compile(r"sqs[.-]([a-z0-9-]+)\.amazonaws\.com")
+
+
+class BridgeConfig(BaseModel):
+    """Where to read notifications, what to forward and where to send events."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    queue_url: str = Field(min_length=1, description="SQS queue receiving the bucket notifications")
+    # Allowed bucket names; empty = any bucket.
+    buckets: tuple[str, ...] = ()
+    # Only keys under this folder are forwarded ('incoming' forwards 'incoming/...'); empty = all.
+    prefix: str = ""
+    wait_time_s: int = Field(20, ge=0, le=20, description="SQS long-poll wait (SQS caps it at 20)")
+    max_messages: int = Field(10, ge=1, le=10, description="messages per receive (SQS caps it at 10)")
+    # Overrides the queue's visibility timeout for received messages (time to emit before redelivery).
+    visibility_timeout_s: int | None = Field(None, ge=0, le=43200)
+    event_name: str = Field(DEFAULT_EVENT_NAME, min_length=1)
+    sqs_endpoint_url: str | None = Field(
+        default_factory=lambda: _env_first("SPIRA_SQS_ENDPOINT_URL", "AWS_ENDPOINT_URL")
+    )
+    s3_endpoint_url: str | None = Field(
+        default_factory=lambda: _env_first("SPIRA_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL")
+    )
+    region: str | None = Field(default_factory=lambda: _env_first("AWS_DEFAULT_REGION", "AWS_REGION"))
+    # HEAD each object before emitting and skip it if it was deleted meanwhile.
+    check_exists: bool = True
+    # Prefect API to emit to; None = the PREFECT_API_URL setting.
+    prefect_api_url: str | None = None
+    # Reconnection attempts of the events client before a message is left for redelivery.
+    emit_attempts: int = Field(3, ge=0, le=20)
+    # First wait after a failed receive; doubles up to 60 s while failures continue.
+    error_backoff_s: float = Field(5.0, ge=0)
+
+    @field_validator("buckets")
+    @classmethod
+    def _check_buckets(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            if not name or "/" in name:
+                raise ValueError(f"invalid bucket name {name!r}")
+        return value
+
+    @field_validator("prefix")
+    @classmethod
+    def _norm_prefix(cls, value: str) -> str:
+        return value.strip("/")
+
+    def resolved_region(self) -> str:
+        """Configured region, else the one in an AWS queue URL, else us-east-1."""
+        if self.region:
+            return self.region
+        match = _SQS_HOST_REGION.search(self.queue_url)
+        return match.group(1) if match else "us-east-1"
+
+
+@dataclass
+class BridgeStats:
+    """What one poll (or a whole run) did; counts are of messages unless named after records."""
+
+    received: int = 0
+    emitted: int = 0  # events acknowledged by the Prefect server
+    skipped: int = 0  # records filtered out (bucket, prefix, folder marker, not a create, deleted)
+    deleted: int = 0  # messages removed from the queue after being handled
+    poison: int = 0  # malformed messages (also counted in deleted)
+    failed: int = 0  # messages left in the queue for redelivery
+
+    def __add__(self, other: "BridgeStats") -> "BridgeStats":
+        return BridgeStats(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
+
+
+# ---------------------------------------------------------------- bridge
+
+EventsClientFactory = Callable[[], AsyncContextManager[Any]]
+
+
+def _events_client_factory(api_url: str, attempts: int) -> EventsClientFactory:
+    from prefect.events.clients import PrefectCloudEventsClient, PrefectEventsClient
+    from prefect.settings import PREFECT_CLOUD_API_URL
+
+    cloud = api_url.startswith(str(PREFECT_CLOUD_API_URL.value()))
+    cls = PrefectCloudEventsClient if cloud else PrefectEventsClient
+
+    def make() -> AsyncContextManager[Any]:
+        # checkpoint_every=1: every emit waits for the server's pong, so when emit
+        # returns the event has reached the server and the message may go.
+        return cls(api_url=api_url, reconnection_attempts=attempts, checkpoint_every=1)
+
+    return make
+
+
+class S3EventBridge:
+    """Long-polls one SQS queue and forwards S3 object-created records as Prefect events."""
+
+    def __init__(
+        self,
+        config: BridgeConfig,
+        *,
+        sqs_client: Any = None,
+        s3_client: Any = None,
+        events_client_factory: EventsClientFactory | None = None,
+    ) -> None:
+        self.config = config
+        region = config.resolved_region()
+        self._sqs = sqs_client or boto3.session.Session().client(
+            "sqs", endpoint_url=config.sqs_endpoint_url, region_name=region, config=client_config()
+        )
+        self._s3 = s3_client
+        if self._s3 is None and config.check_exists:
+            self._s3 = make_s3_client(config.s3_endpoint_url, region)
+        if events_client_factory is None:
+            from prefect.settings import PREFECT_API_URL
+
+            api_url = config.prefect_api_url or PREFECT_API_URL.value()
+            if not api_url:
+                # Prefect would otherwise start a throwaway ephemeral server and the
+                # events would vanish with it.
+                raise ValueError(
+                    "no Prefect API to send events to: set PREFECT_API_URL or BridgeConfig.prefect_api_url"
+                )
+            events_client_factory = _events_client_factory(str(api_url), config.emit_attempts)
+        self._events_client = events_client_factory
+
+    # -- SQS
+
+    def _receive(self) -> list[dict[str, Any]]:
+        kwargs: dict[str, Any] = {
+            "QueueUrl": self.config.queue_url,
+            "MaxNumberOfMessages": self.config.max_messages,
+            "WaitTimeSeconds": self.config.wait_time_s,
+            "MessageSystemAttributeNames": ["ApproximateReceiveCount"],
+        }
+        if self.config.visibility_timeout_s is not None:
+            kwargs["VisibilityTimeout"] = self.config.visibility_timeout_s
+        return self._sqs.receive_message(**kwargs).get("Messages", [])
+
+    async def _delete(self, msg: dict[str, Any], stats: BridgeStats) -> None:
+        try:
+            await asyncio.to_thread(
+                self._sqs.delete_message, QueueUrl=self.config.queue_url, ReceiptHandle=msg["ReceiptHandle"]
+            )
+        except Exception as exc:  # noqa: BLE001 - a failed delete only means a harmless redelivery
+            log.warning("message %s: handled but could not be deleted (it will be redelivered; "
+                        "its events are deduplicated by id): %s", msg.get("MessageId"), exc)
+            return
+        stats.deleted += 1
+
+    # -- filtering
+
+    def _skip_reason(self, record: S3Record) -> str | None:
+        cfg = self.config
+        if not record.is_object_created:
+            return f"event {record.event_name!r} is not an object creation"
+        if cfg.buckets and record.bucket not in cfg.buckets:
+            return f"bucket {record.bucket!r} is not one of {list(cfg.buckets)}"
+        if record.key.endswith("/"):
+            return "key is a folder marker"
+        if cfg.prefix and not record.key.startswith(cfg.prefix + "/"):
+            return f"key is outside prefix {cfg.prefix + '/'!r}"
+        return None
+
+    def _object_missing(self, record: S3Record) -> bool:
+        """True only when S3 says the object is gone; any other HEAD failure forwards it anyway."""
+        try:
+            self._s3.head_object(Bucket=record.bucket, Key=record.key)
+            return False
+        except bexc.ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if code in ("404", "NoSuchKey", "NotFound") or status == 404:
+                return True
+            log.warning("%s: HEAD failed (%s); forwarding without the existence check", record.uri, exc)
+            return False
+        except Exception as exc:  # noqa: BLE001 - the check is an optimisation, never a blocker
+            log.warning("%s: HEAD failed (%s); forwarding without the existence check", record.uri, exc)
+            return False
+
+    async def _events_for(self, msg: dict[str, Any], stats: BridgeStats) -> list[Event] | None:
+        """Events to emit for ``msg``; None when the message is already fully handled (deleted)."""
+        msg_id = msg.get("MessageId", "?")
+        try:
+            records = parse_s3_message(msg.get("Body", ""))
+        except BadMessage as exc:
+            log.error("message %s: malformed, deleting it as poison: %s", msg_id, exc)
+            stats.poison += 1
+            await self._delete(msg, stats)
+            return None
+        if records is None:
+            log.info("message %s: SNS control message, not a notification; deleting", msg_id)
+            await self._delete(msg, stats)
+            return None
+        if not records:
+            log.info("message %s: S3 test event; deleting", msg_id)
+            await self._delete(msg, stats)
+            return None
+        events: list[Event] = []
+        for record in records:
+            reason = self._skip_reason(record)
+            if reason is None and self.config.check_exists and self._s3 is not None:
+                if await asyncio.to_thread(self._object_missing, record):
+                    reason = "object no longer exists"
+            if reason is not None:
+                log.info("message %s: skip %s: %s", msg_id, record.uri, reason)
+                stats.skipped += 1
+                continue
+            events.append(record_to_event(record, event_name=self.config.event_name))
+        if not events:
+            await self._delete(msg, stats)
+            return None
+        return events
+
+    async def poll_once(self) -> BridgeStats:
+        """Receive one batch (long poll), forward its events, delete what was fully handled.
+
+        Raises only when the receive itself fails; per-message problems are logged.
+        """
+        stats = BridgeStats()
+        messages = await asyncio.to_thread(self._receive)
+        stats.received = len(messages)
+        pending: list[tuple[dict[str, Any], list[Event]]] = []
+        for msg in messages:
+            events = await self._events_for(msg, stats)
+            if events is not None:
+                pending.append((msg, events))
+        if pending:
+            await self._emit_and_delete(pending, stats)
+        return stats
+
+    async def _emit_and_delete(self, pending: list[tuple[dict[str, Any], list[Event]]], stats: BridgeStats) -> None:
+        done = 0  # messages whose fate is settled (emitted or given up)
+        try:
+            async with self._events_client() as client:
+                for msg, events in pending:
+                    msg_id = msg.get("MessageId", "?")
+                    try:
+                        for event in events:
+                            await client.emit(event)
+                    except Exception as exc:  # noqa: BLE001 - leave it for redelivery, keep the bridge alive
+                        left = len(pending) - done
+                        log.error("message %s: emit failed, leaving it and %d later message(s) of this batch "
+                                  "for redelivery: %s", msg_id, left - 1, exc)
+                        stats.failed += left
+                        done = len(pending)
+                        break
+                    for event in events:
+                        log.info("message %s: forwarded %s as event %s (%s)", msg_id,
+                                 event.resource.id, event.id, event.event)
+                    stats.emitted += len(events)
+                    await self._delete(msg, stats)
+                    done += 1
+        except Exception as exc:  # noqa: BLE001 - e.g. the Prefect server is unreachable
+            left = len(pending) - done
+            if left:
+                log.error("cannot reach the Prefect events API, leaving %d message(s) for redelivery: %s", left, exc)
+                stats.failed += left
+            else:
+                log.warning("closing the Prefect events client failed after all events were sent: %s", exc)
+
+    async def run(self, stop: asyncio.Event | None = None, max_polls: int | None = None) -> BridgeStats:
+        """Poll until ``stop`` is set or ``max_polls`` polls were made; returns the totals.
+
+        A stop request is noticed between polls, so within ``wait_time_s``.
+        """
+        total = BridgeStats()
+        polls = 0
+        backoff = self.config.error_backoff_s
+        log.info("bridge started: queue=%s buckets=%s prefix=%r event=%s", self.config.queue_url,
+                 list(self.config.buckets) or "any", self.config.prefix, self.config.event_name)
+        while (stop is None or not stop.is_set()) and (max_polls is None or polls < max_polls):
+            polls += 1
+            try:
+                total = total + await self.poll_once()
+                backoff = self.config.error_backoff_s
+            except Exception as exc:  # noqa: BLE001 - SQS hiccups must not kill the bridge
+                log.error("receive from %s failed, retrying in %.1fs: %s", self.config.queue_url, backoff, exc)
+                await _sleep_or_stop(backoff, stop)
+                backoff = min(60.0, max(backoff * 2, 0.1))
+        log.info("bridge stopped after %d poll(s): %s", polls, total)
+        return total
+
+
+async def _sleep_or_stop(seconds: float, stop: asyncio.Event | None) -> None:
+    if stop is None:
+        await asyncio.sleep(seconds)
+        return
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m deployments.s3_bridge",
+        description="Forward S3 object-created notifications from an SQS queue to Prefect as events.",
+    )
+    p.add_argument("--queue-url", required=True, help="SQS queue URL receiving the bucket notifications")
+    p.add_argument("--bucket", action="append", default=[], dest="buckets",
+                   help="allowed bucket (repeatable; default: any)")
+    p.add_argument("--prefix", default="", help="only forward keys under this folder")
+    p.add_argument("--event-name", default=DEFAULT_EVENT_NAME, help="Prefect event name to emit")
+    p.add_argument("--wait-time", type=int, default=20, dest="wait_time_s", help="long-poll seconds (0-20)")
+    p.add_argument("--max-messages", type=int, default=10, help="messages per receive (1-10)")
+    p.add_argument("--visibility-timeout", type=int, default=None, dest="visibility_timeout_s",
+                   help="seconds a received message stays hidden (default: the queue's)")
+    p.add_argument("--sqs-endpoint-url", default=None, help="SQS endpoint (default: $SPIRA_SQS_ENDPOINT_URL, $AWS_ENDPOINT_URL)")
+    p.add_argument("--s3-endpoint-url", default=None, help="S3 endpoint (default: $SPIRA_S3_ENDPOINT_URL, $AWS_ENDPOINT_URL)")
+    p.add_argument("--region", default=None, help="AWS region (default: $AWS_DEFAULT_REGION, the queue URL's, us-east-1)")
+    p.add_argument("--prefect-api-url", default=None, help="Prefect API (default: the PREFECT_API_URL setting)")
+    p.add_argument("--no-head-check", action="store_false", dest="check_exists",
+                   help="forward without checking that the object still exists")
+    p.add_argument("--max-polls", type=int, default=None, help="stop after this many polls (default: run forever)")
+    p.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    return p
+
+
+_CONFIG_ARGS = (
+    "queue_url", "buckets", "prefix", "event_name", "wait_time_s", "max_messages", "visibility_timeout_s",
+    "sqs_endpoint_url", "s3_endpoint_url", "region", "prefect_api_url", "check_exists",
+)
+
+
+def _config_from_namespace(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> BridgeConfig:
+    values = {name: getattr(ns, name) for name in _CONFIG_ARGS}
+    # Unset optional flags fall back to the config's environment-aware defaults.
+    values = {k: v for k, v in values.items() if v is not None}
+    values["buckets"] = tuple(values.get("buckets", ()))
+    try:
+        return BridgeConfig(**values)
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+        parser.error(f"invalid bridge settings: {problems}")
+        raise  # pragma: no cover - parser.error exits
+
+
+def bridge_config_from_args(argv: Sequence[str] | None = None) -> BridgeConfig:
+    """Command-line arguments -> BridgeConfig (exits with status 2 and a message on bad input)."""
+    parser = _parser()
+    return _config_from_namespace(parser.parse_args(argv), parser)
+
+
+async def _run_until_signalled(bridge: S3EventBridge, max_polls: int | None) -> BridgeStats:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    return await bridge.run(stop=stop, max_polls=max_polls)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m deployments.s3_bridge``; returns the exit status."""
+    parser = _parser()
+    ns = parser.parse_args(argv)
+    config = _config_from_namespace(ns, parser)
+    logging.basicConfig(level=str(ns.log_level).upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        bridge = S3EventBridge(config)
+    except ValueError as exc:
+        log.error("%s", exc)
+        return 2
+    asyncio.run(_run_until_signalled(bridge, ns.max_polls))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
