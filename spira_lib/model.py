@@ -1,0 +1,207 @@
+"""SpiraConv v2 (Casanova et al. 2021) and how a clip's features become model inputs.
+
+The network looks at one window of features ``[T, F]`` (T frames, F MFCC
+coefficients) as a one-channel image. Every convolution spans TIME only
+(kernel ``k x 1``): each coefficient track is filtered on its own, with weights
+shared across coefficients, so the model learns temporal patterns of speech
+(pauses, breathing, phrase rhythm) - which is what respiratory insufficiency
+changes - rather than spectral shapes of a particular voice or microphone.
+
+Output is a single LOGIT per window. Training uses ``BCEWithLogitsLoss``: it is
+the same quantity as BCE on ``sigmoid(logit)`` but computed with the
+log-sum-exp trick, so it neither saturates in fp32 nor overflows under fp16/bf16
+autocast. ``predict_proba`` applies the sigmoid for inference.
+
+Plain torch only: no config loading, no storage.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from spira_lib.config import FeatureConfig, ModelConfig
+
+# (out_channels, time_kernel, time_dilation, max_pool_over_time) per conv block.
+# Channels shrink 32 -> 4 so the flattened vector (4 x T' x F) stays small
+# enough for a 100-unit dense layer on a few hundred recordings.
+_BLOCKS: tuple[tuple[int, int, int, bool], ...] = (
+    (32, 7, 2, True),
+    (16, 5, 2, True),
+    (8, 3, 2, True),
+    (4, 2, 1, False),
+)
+
+
+class _Dropout(nn.Module):
+    """Inverted dropout, same semantics as ``nn.Dropout``, with a cheaper mask on CPU.
+
+    ``nn.Dropout`` draws its mask with ``bernoulli_``, which on CPU is several
+    times slower than thresholding ``torch.rand``; on the first block's
+    ``[B, 32, 194, 40]`` activation that alone was ~15% of a training step.
+    The mask is drawn in fp32 so ``p`` is exact under bf16/fp16 autocast too.
+    """
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {p}")
+        self.p = float(p)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = torch.rand_like(x, dtype=torch.float32) >= self.p  # rand_like keeps x's memory layout
+        # Scale by a Python float after masking: 1/(1-p) itself is not rounded to bf16.
+        return (x * keep).mul_(1.0 / (1.0 - self.p))
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+def _frames_after_convs(n_frames: int) -> int:
+    """Time length left after the conv stack (<= 0 means the window is too short)."""
+    t = n_frames
+    for _, kernel, dilation, pool in _BLOCKS:
+        t = t - dilation * (kernel - 1)
+        if pool:
+            t = t // 2
+        if t <= 0:
+            return 0
+    return t
+
+
+def min_frames() -> int:
+    """Shortest window (in frames) the conv stack accepts."""
+    t = 1
+    while _frames_after_convs(t) < 1:
+        t += 1
+    return t
+
+
+class SpiraConvV2(nn.Module):
+    """SpiraConv v2: time-only dilated convs + GroupNorm + Mish, then a 2-layer MLP.
+
+    ``forward(x)`` takes ``[B, n_frames, n_features]`` and returns logits ``[B]``.
+    """
+
+    def __init__(self, n_features: int, n_frames: int, cfg: ModelConfig | None = None) -> None:
+        super().__init__()
+        cfg = cfg or ModelConfig()
+        if n_features <= 0:
+            raise ValueError(f"SpiraConvV2: n_features must be > 0 (got {n_features})")
+        if _frames_after_convs(n_frames) < 1:
+            raise ValueError(
+                f"SpiraConvV2: n_frames={n_frames} is too short for the conv stack; "
+                f"a window needs at least {min_frames()} frames"
+            )
+        self.n_features = int(n_features)
+        self.n_frames = int(n_frames)
+
+        layers: list[nn.Module] = []
+        in_ch = 1
+        for out_ch, kernel, dilation, pool in _BLOCKS:
+            layers.append(nn.Conv2d(in_ch, out_ch, kernel_size=(kernel, 1), dilation=(dilation, 1)))
+            # GroupNorm, not BatchNorm: statistics per sample, so a small or
+            # single-window batch (and eval) behaves like training.
+            layers.append(nn.GroupNorm(out_ch // 2, out_ch))
+            layers.append(nn.Mish())
+            if pool:
+                layers.append(nn.MaxPool2d(kernel_size=(2, 1)))
+            layers.append(_Dropout(cfg.dropout))
+            in_ch = out_ch
+        # channels_last weights make every conv output channels_last, the layout
+        # oneDNN convs and CPU max-pool are fastest on (~1.5x per training step).
+        self.convs = nn.Sequential(*layers).to(memory_format=torch.channels_last)
+
+        # The dense layer's input size depends on the window length; measure it
+        # instead of re-deriving the arithmetic, so the two can never disagree.
+        with torch.no_grad():
+            was_training = self.convs.training
+            self.convs.eval()
+            probe = self.convs(torch.zeros(1, 1, self.n_frames, self.n_features))
+            self.convs.train(was_training)
+        self.flat_features = int(probe.numel())
+
+        self.head = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(self.flat_features, cfg.fc_hidden),
+            nn.Mish(),
+            _Dropout(cfg.dropout),
+            nn.Linear(cfg.fc_hidden, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, T, F]`` -> logits ``[B]``."""
+        if x.dim() != 3 or x.shape[1] != self.n_frames or x.shape[2] != self.n_features:
+            raise ValueError(
+                f"SpiraConvV2 expects input [B, {self.n_frames}, {self.n_features}], got {list(x.shape)}"
+            )
+        return self.head(self.convs(x.unsqueeze(1))).squeeze(1)
+
+    @torch.no_grad()
+    def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, T, F]`` -> probability of class 1 (patient) ``[B]``; call ``eval()`` first."""
+        return torch.sigmoid(self.forward(x))
+
+
+def window_frames(model_cfg: ModelConfig, feat_cfg: FeatureConfig) -> int:
+    """Frames per model input: one window (windowed) or the whole padded clip (padded)."""
+    seconds = model_cfg.window_s if model_cfg.mode == "windowed" else model_cfg.max_duration_s
+    return max(1, int(round(seconds * feat_cfg.frames_per_second)))
+
+
+def step_frames(model_cfg: ModelConfig, feat_cfg: FeatureConfig) -> int:
+    """Hop between consecutive windows, in frames (padded mode: one input per clip)."""
+    if model_cfg.mode == "padded":
+        return window_frames(model_cfg, feat_cfg)
+    return max(1, int(round(model_cfg.step_s * feat_cfg.frames_per_second)))
+
+
+def _check_features(features: np.ndarray) -> None:
+    if features.ndim != 2:
+        raise ValueError(f"features must be a 2-D [frames, features] array, got shape {features.shape}")
+
+
+def n_windows(n_frames_in_clip: int, window: int, step: int) -> int:
+    """How many windows ``make_windows`` cuts from a clip of this length (>= 1)."""
+    if n_frames_in_clip <= window:
+        return 1
+    return (n_frames_in_clip - window) // step + 1
+
+
+def make_windows(features: np.ndarray, window: int, step: int) -> np.ndarray:
+    """``[T, F]`` -> ``[N, window, F]`` windows starting every ``step`` frames.
+
+    Returns a read-only strided VIEW of ``features`` (no copy). A trailing part
+    shorter than a full window is dropped, as in SPIRA. A clip shorter than one
+    window is right-padded with zeros into a single window (a copy): such clips
+    should have been quarantined, but scoring them must not crash.
+    """
+    _check_features(features)
+    if window <= 0 or step <= 0:
+        raise ValueError(f"window ({window}) and step ({step}) must be > 0")
+    if features.shape[0] < window:
+        return pad_or_crop(features, window)[None]
+    # sliding_window_view puts the window axis last: [T-w+1, F, w].
+    view = np.lib.stride_tricks.sliding_window_view(features, window, axis=0)
+    return view[::step].swapaxes(1, 2)
+
+
+def pad_or_crop(features: np.ndarray, n_frames: int) -> np.ndarray:
+    """Padded mode: keep the first ``n_frames`` frames, zero-padding at the end if shorter."""
+    _check_features(features)
+    t = features.shape[0]
+    if t >= n_frames:
+        return features[:n_frames]
+    out = np.zeros((n_frames, features.shape[1]), dtype=features.dtype)
+    out[:t] = features
+    return out
+
+
+def clip_inputs(features: np.ndarray, model_cfg: ModelConfig, feat_cfg: FeatureConfig) -> np.ndarray:
+    """All model inputs for one clip, ``[N, n_frames, F]`` (padded mode: N = 1)."""
+    n = window_frames(model_cfg, feat_cfg)
+    if model_cfg.mode == "padded":
+        return pad_or_crop(features, n)[None]
+    return make_windows(features, n, step_frames(model_cfg, feat_cfg))
