@@ -7,10 +7,14 @@ S3 store without the domain code knowing.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from spira_lib.adapters.local import LocalFolderStore
 from spira_lib.adapters.memory import MemoryStore
 from spira_lib.ports import ObjectStore
+
+if TYPE_CHECKING:
+    from spira_lib.config import SpiraConfig
 
 
 def open_store(uri: str | Path) -> ObjectStore:
@@ -28,3 +32,26 @@ def open_store(uri: str | Path) -> ObjectStore:
     if "://" in text:
         raise ValueError(f"unsupported storage URI {text!r}: use a local path, file://, s3:// or memory://")
     return LocalFolderStore(text)
+
+
+def open_workspace(data_uri: str | Path, registry_uri: str | Path, cfg: "SpiraConfig"):
+    """Wire a pipeline Workspace: dataset store, registry-side store, registry, feature store, noise."""
+    from spira_lib.feature_store import FeatureStore
+    from spira_lib.pipeline import Workspace
+    from spira_lib.registry import ModelRegistry
+
+    data = open_store(data_uri)
+    store = open_store(registry_uri)
+    noise_dir = cfg.augment.noise_dir
+    if "://" in noise_dir or noise_dir.startswith("/"):
+        noise, noise_prefix = open_store(noise_dir), ""
+    else:
+        noise, noise_prefix = data, noise_dir
+    return Workspace(
+        data=data,
+        store=store,
+        noise=noise,
+        noise_prefix=noise_prefix,
+        registry=ModelRegistry(store),
+        features=FeatureStore(store),
+    )

@@ -1,0 +1,51 @@
+"""Session-wide test settings and shared small datasets.
+
+Prefect reads its settings at import, so they are set here, before any test
+module imports it: a private PREFECT_HOME (never the developer's ~/.prefect)
+and no telemetry (no network but loopback in tests).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+
+_HOME = tempfile.mkdtemp(prefix="spira-test-prefect-")
+os.environ.setdefault("PREFECT_HOME", _HOME)
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+# Small and fast, but the real model, features and windows: tests exercise the
+# production code paths, only with fewer clips, epochs and resamples.
+FAST_OVERRIDES = {
+    "training.epochs": 3,
+    "training.early_stopping_patience": 2,
+    "training.batch_size": 32,
+    "augment.noisy_copies": 1,
+    "evaluation.bootstrap_samples": 100,
+    "validation.min_clips": 10,
+    "validation.min_clips_per_class": 3,
+    # Tiny test sets cannot meet the production floors; gate logic has its own unit tests.
+    "gate.min_roc_auc": 0.0,
+    "gate.min_balanced_accuracy": 0.0,
+    "gate.slice_floor": 0.0,
+    "gate.max_shortcut_drop": 1.0,
+}
+
+
+@pytest.fixture(scope="session")
+def fast_overrides() -> dict:
+    return dict(FAST_OVERRIDES)
+
+
+@pytest.fixture(scope="session")
+def demo_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small generated dataset in SPIRA's format (read-only: copy it before changing it)."""
+    from spira_lib.demo_data import generate_demo_dataset
+
+    out = tmp_path_factory.mktemp("demo") / "data"
+    generate_demo_dataset(out, speakers=32, seed=11)
+    return out

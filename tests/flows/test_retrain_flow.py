@@ -1,0 +1,152 @@
+"""spira-retrain end to end under prefect_test_harness: artifacts, caching, idempotency, the gate, rollback."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter, FlowRunFilterId
+from prefect.testing.utilities import prefect_test_harness
+
+from flows.retrain import check_trigger, retrain_flow, rollback_flow
+from spira_lib.bootstrap import open_store
+from spira_lib.demo_data import generate_demo_dataset
+from spira_lib.registry import ModelRegistry
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module", autouse=True)
+def harness():
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def _run(data: Path, reg: Path, overrides: dict, **kw) -> tuple[dict, object]:
+    state = retrain_flow(data_uri=str(data), registry_uri=str(reg), overrides=overrides, return_state=True, **kw)
+    assert state.is_completed(), state
+    return state.result(), state.state_details.flow_run_id
+
+
+def _artifacts(flow_run_id) -> dict:
+    with get_client(sync_client=True) as c:
+        arts = c.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+    out: dict = {}
+    for a in arts:
+        out.setdefault(a.key or f"<{a.type}>", []).append(a)
+    return out
+
+
+def _task_names(flow_run_id) -> list[str]:
+    with get_client(sync_client=True) as c:
+        runs = c.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    return [r.name.rsplit("-", 1)[0] for r in runs]
+
+
+def _feature_files(reg: Path) -> dict[str, float]:
+    return {str(p): p.stat().st_mtime_ns for p in (reg / "features").rglob("*.npy")}
+
+
+@pytest.fixture(scope="module")
+def first(tmp_path_factory, demo_dataset, fast_overrides):
+    root = tmp_path_factory.mktemp("flow")
+    data, reg = root / "data", root / "reg"
+    shutil.copytree(demo_dataset, data)
+    result, run_id = _run(data, reg, fast_overrides)
+    return {"data": data, "reg": reg, "result": result, "run_id": run_id, "features": _feature_files(reg)}
+
+
+def test_first_run_registers_and_posts_the_artifacts(first):
+    res = first["result"]
+    assert res["version"] == 1 and res["skipped"] is False and res["promoted"] is True
+    arts = _artifacts(first["run_id"])
+    for key in ("spira-validation-report", "spira-metrics", "spira-slices", "spira-model", "spira-model-card"):
+        assert key in arts, sorted(arts)
+    report = arts["spira-validation-report"][0].data
+    for section in ("snapshot", "Shortcut", "Decision"):
+        assert section.lower() in report.lower(), section
+    metrics = {row["metric"]: row for row in json.loads(arts["spira-metrics"][0].data)}
+    assert metrics["roc_auc"]["challenger"] == pytest.approx(res["metrics"]["roc_auc"], abs=1e-4)
+    slices = json.loads(arts["spira-slices"][0].data)
+    assert {s["slice"] for s in slices} >= {"sex", "age_band", "hospital"}
+    assert "v1" in arts["spira-model"][0].data and "sha256" in arts["spira-model"][0].data
+    progress = [a for a in arts.get("<progress>", [])]
+    assert progress and progress[0].data == 100.0
+    with get_client(sync_client=True) as c:
+        assert c.read_flow_run(first["run_id"]).name.startswith("retrain-")
+
+
+def test_rerun_on_the_same_snapshot_trains_nothing(first, fast_overrides):
+    result, run_id = _run(first["data"], first["reg"], fast_overrides)
+    assert result["skipped"] is True and result["version"] == 1
+    names = _task_names(run_id)
+    assert "train-model" not in names and "register-model" not in names and "extract-features" not in names
+    assert [v.version for v in ModelRegistry(open_store(first["reg"])).list_versions("spira")] == [1]
+    assert "Nothing to train" in _artifacts(run_id)["spira-validation-report"][0].data
+
+
+def test_added_clips_recompute_only_their_features(first, fast_overrides, tmp_path):
+    before = first["features"]
+    extra = tmp_path / "extra"
+    generate_demo_dataset(extra, speakers=4, seed=77, noise_files=0)
+    shutil.copytree(extra, first["data"] / "batch2")
+    result, run_id = _run(first["data"], first["reg"], fast_overrides)
+    assert result["skipped"] is False and result["version"] == 2
+    after = _feature_files(first["reg"])
+    assert all(after[p] == m for p, m in before.items()), "existing feature files were rewritten"
+    new_shas = {Path(p).name.split(".")[0] for p in set(after) - set(before)}
+    reg = ModelRegistry(open_store(first["reg"]))
+    split2 = pl.read_parquet(reg.load_artifact(reg.get("spira", version=2), "split.parquet"))
+    split1 = pl.read_parquet(reg.load_artifact(reg.get("spira", version=1), "split.parquet"))
+    added = set(split2.filter(pl.col("key").str.starts_with("batch2/"))["sha256"])
+    moved = set(split1.join(split2, on="sha256").filter(pl.col("split") != pl.col("split_right"))["sha256"])
+    assert len(added) == 4
+    assert new_shas and new_shas <= added | moved
+
+
+def test_worse_challenger_is_rejected_with_its_reason(tmp_path, demo_dataset, fast_overrides):
+    data, reg = tmp_path / "data", tmp_path / "reg"
+    shutil.copytree(demo_dataset, data)
+    csvs = sorted(data.glob("**/metadata.csv"))
+    # Fixed splits, so the challenger is scored on exactly the champion's test clips.
+    for i, csv in enumerate(csvs):
+        df = pl.read_csv(csv, infer_schema_length=0)
+        split = [("test" if n % 3 == 0 else "eval" if n % 3 == 1 else "train") for n in range(df.height)]
+        df.with_columns(pl.Series("split", split)).write_csv(csv)
+    champion, _ = _run(data, reg, fast_overrides)
+    assert champion["promoted"] is True
+    # Same test clips, but train/eval labels flipped: the challenger learns the inverse.
+    for csv in csvs:
+        df = pl.read_csv(csv, infer_schema_length=0)
+        flipped = pl.when(pl.col("split") != "test").then(1 - pl.col("class").cast(pl.Int64)).otherwise(pl.col("class").cast(pl.Int64))
+        df.with_columns(flipped.cast(pl.Utf8).alias("class")).write_csv(csv)
+    challenger, run_id = _run(data, reg, fast_overrides)
+    assert challenger["version"] == 2 and challenger["promoted"] is False
+    reasons = " ".join(challenger["decision"]["reasons"])
+    assert "AUC" in reasons and "champion" in reasons.lower()
+    registry = ModelRegistry(open_store(reg))
+    assert registry.champion("spira").version == 1
+    assert registry.ledger("spira")[-1]["action"] == "reject"
+    assert "reject" in _artifacts(run_id)["spira-validation-report"][0].data.lower()
+
+
+def test_rollback_flow_moves_champion_back(first):
+    registry = ModelRegistry(open_store(first["reg"]))
+    if registry.champion("spira").version != 2:
+        registry.promote("spira", 2, reason="test: make v2 champion")
+    out = rollback_flow(registry_uri=str(first["reg"]), model_name="spira", reason="test rollback")
+    assert out == {"model": "spira", "from": 2, "to": 1}
+    assert registry.champion("spira").version == 1
+    assert registry.ledger("spira")[-1]["action"] == "rollback"
+
+
+def test_event_parameters_must_point_inside_the_watched_dataset():
+    check_trigger(None, "s3://bucket/spira")
+    check_trigger("s3://bucket/spira/batch/a.wav", "s3://bucket/spira")
+    with pytest.raises(ValueError, match="outside the watched dataset"):
+        check_trigger("s3://bucket/spira-other/a.wav", "s3://bucket/spira")
+    with pytest.raises(ValueError, match="outside"):
+        check_trigger("s3://other/spira/a.wav", "s3://bucket/spira")
