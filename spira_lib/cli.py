@@ -204,6 +204,25 @@ def demo(
     run_demo_flow(data_dir, reg_dir)
 
 
+_PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
+
+
+@app.command("s3-bridge", context_settings=_PASSTHROUGH, add_help_option=False)
+def s3_bridge(ctx: typer.Context) -> None:
+    """Long-poll SQS for S3 notifications and emit Prefect events (see --help of the bridge)."""
+    from deployments.s3_bridge import main as bridge_main
+
+    raise typer.Exit(bridge_main(list(ctx.args)) or 0)
+
+
+@app.command("serve", context_settings=_PASSTHROUGH, add_help_option=False)
+def serve(ctx: typer.Context) -> None:
+    """Serve the spira deployments (event trigger included) from this process; needs PREFECT_API_URL."""
+    from deployments.serve import main as serve_main
+
+    raise typer.Exit(serve_main(list(ctx.args)) or 0)
+
+
 @registry_app.command("list")
 def registry_list(registry: str = typer.Option(..., "--registry")) -> None:
     """Models, their versions and aliases."""

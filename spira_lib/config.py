@@ -120,6 +120,9 @@ class TrainingConfig(_Section):
     weight_decay: float = Field(0.01, ge=0)
     warmup_steps: int = Field(100, ge=0)
     early_stopping_patience: int = Field(6, gt=0)
+    # Training windows per clip and epoch, at random offsets (0 = every window
+    # on the model.step_s grid, as in SPIRA). Evaluation always uses the grid.
+    windows_per_clip: int = Field(2, ge=0)
     seed: int = 42
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # Mixed precision is used on CUDA only; CPU stays fp32 for determinism.

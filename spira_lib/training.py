@@ -149,8 +149,17 @@ class _WindowIndex:
 
 
 def _index_windows(
-    feats: Sequence[np.ndarray], n_frames: int, step: int, mode: str, n_features: int
+    feats: Sequence[np.ndarray],
+    n_frames: int,
+    step: int,
+    mode: str,
+    n_features: int,
+    *,
+    crops: int = 0,
+    rng: np.random.Generator | None = None,
 ) -> _WindowIndex:
+    """Index the windows of ``feats``: every window on the ``step`` grid, or, with
+    ``crops > 0`` (training only), that many windows per clip at random frame offsets."""
     parts: list[np.ndarray] = []
     starts: list[np.ndarray] = []
     clips: list[np.ndarray] = []
@@ -165,9 +174,13 @@ def _index_windows(
         if mode == "padded" or f.shape[0] < n_frames:
             # Short clips get zero-padded into one window instead of crashing.
             f = pad_or_crop(f, n_frames)
-        k = 1 if mode == "padded" else n_windows(f.shape[0], n_frames, step)
         parts.append(f)
-        starts.append(offset + np.arange(k, dtype=np.int64) * step)
+        if mode != "padded" and crops > 0 and rng is not None:
+            k = crops
+            starts.append(offset + rng.integers(0, f.shape[0] - n_frames + 1, size=k).astype(np.int64))
+        else:
+            k = 1 if mode == "padded" else n_windows(f.shape[0], n_frames, step)
+            starts.append(offset + np.arange(k, dtype=np.int64) * step)
         clips.append(np.full(k, i, dtype=np.int64))
         offset += f.shape[0]
     if not parts:
@@ -368,8 +381,12 @@ def _train(
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
         variants = (rng.random(len(train)) * n_variants).astype(np.int64)
+        # Random-offset crops instead of the whole 1 s grid: windows 1 s apart
+        # overlap by 75%, so the grid mostly repeats itself; a few crops per clip
+        # at any offset cost a fraction of the steps and add time-shift variety.
         index = _index_windows(
-            [train.features(i, int(v)) for i, v in enumerate(variants)], n_frames, step, model_cfg.mode, n_features
+            [train.features(i, int(v)) for i, v in enumerate(variants)], n_frames, step, model_cfg.mode, n_features,
+            crops=cfg.windows_per_clip, rng=rng,
         )
         window_labels = y_train[index.clip].astype(np.float32)
         if epoch == 1:

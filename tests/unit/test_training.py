@@ -150,7 +150,8 @@ def test_learns_an_easy_problem_and_reports_every_epoch():
     train, val = _source(24, seed=1, n_variants=2), _source(16, seed=2)
     seen: list[EpochStats] = []
     result = train_model(
-        train, val, model_cfg=MODEL, train_cfg=_train_cfg(epochs=6), feat_cfg=FEAT, aug_cfg=AUG, on_epoch=seen.append
+        train, val, model_cfg=MODEL, train_cfg=_train_cfg(epochs=6, windows_per_clip=0), feat_cfg=FEAT, aug_cfg=AUG,
+        on_epoch=seen.append,
     )
     assert seen == result.history
     assert [h.epoch for h in result.history] == list(range(1, 7))
@@ -314,3 +315,28 @@ def test_predict_checks_the_window_length_and_handles_empty_input():
     with pytest.raises(ValueError, match="built for 80-frame inputs but the config gives 100"):
         predict_arrays(model, [np.zeros((200, 8), np.float32)], model_cfg=ModelConfig(window_s=1.0), feat_cfg=FEAT)
     assert predict_arrays(model, [], model_cfg=MODEL, feat_cfg=FEAT).shape == (0,)
+
+
+def test_random_crops_take_k_windows_per_clip_inside_each_clip():
+    from spira_lib.training import _index_windows
+
+    rng = np.random.default_rng(0)
+    feats = [np.random.default_rng(i).normal(size=(t, 4)).astype(np.float32) for i, t in enumerate([90, 200, 80])]
+    idx = _index_windows(feats, 80, 40, "windowed", 4, crops=3, rng=rng)
+    assert len(idx.starts) == 9 and list(idx.clip) == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    offsets = np.cumsum([0] + [f.shape[0] for f in feats])[:-1]
+    for start, clip in zip(idx.starts, idx.clip):
+        local = start - offsets[clip]
+        assert 0 <= local <= feats[clip].shape[0] - 80  # never crosses into the next clip
+    # not only the 40-frame grid: offsets vary with the rng
+    assert len({int(s - offsets[c]) for s, c in zip(idx.starts, idx.clip) if c == 1}) > 1
+    grid = _index_windows(feats, 80, 40, "windowed", 4)
+    assert len(grid.starts) == sum(n_windows(f.shape[0], 80, 40) for f in feats)
+
+
+def test_training_with_crops_counts_k_windows_per_clip():
+    train, val = _source(12, seed=1), _source(6, seed=2)
+    result = train_model(
+        train, val, model_cfg=MODEL, train_cfg=_train_cfg(epochs=1, windows_per_clip=3), feat_cfg=FEAT, aug_cfg=AUG
+    )
+    assert result.n_train_windows == 36
