@@ -104,6 +104,9 @@ class ModelConfig(_Section):
 
     arch: Literal["spiraconv_v2"] = "spiraconv_v2"
     fc_hidden: int = Field(100, gt=0)
+    # "window": standardise each feature coefficient over the window's frames
+    # before the convs (see spira_lib.model.normalize_window); "none": SPIRA's raw input.
+    input_norm: Literal["window", "none"] = "none"
     dropout: float = Field(0.7, ge=0, lt=1)
     # windowed: 4 s windows with 1 s step, outputs averaged per file (SPIRA).
     # padded: the whole file zero-padded to max_duration_s.
@@ -115,14 +118,20 @@ class ModelConfig(_Section):
 
 class TrainingConfig(_Section):
     epochs: int = Field(30, gt=0)
-    batch_size: int = Field(32, gt=0)
+    # Small batches: on CPU the cost is per window, so 16 gives twice the
+    # optimiser steps of 32 for the same compute on a few hundred clips.
+    batch_size: int = Field(16, gt=0)
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.01, ge=0)
-    warmup_steps: int = Field(100, ge=0)
-    early_stopping_patience: int = Field(6, gt=0)
+    # Noam warm-up length in optimiser steps; short, because a few hundred clips
+    # give only tens of steps per epoch.
+    warmup_steps: int = Field(20, ge=0)
+    # Validation loss sits on a plateau for several epochs before the model
+    # starts to separate the classes; a short patience stops it there.
+    early_stopping_patience: int = Field(10, gt=0)
     # Training windows per clip and epoch, at random offsets (0 = every window
     # on the model.step_s grid, as in SPIRA). Evaluation always uses the grid.
-    windows_per_clip: int = Field(2, ge=0)
+    windows_per_clip: int = Field(3, ge=0)
     seed: int = 42
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # Mixed precision is used on CUDA only; CPU stays fp32 for determinism.

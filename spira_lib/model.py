@@ -97,6 +97,7 @@ class SpiraConvV2(nn.Module):
             )
         self.n_features = int(n_features)
         self.n_frames = int(n_frames)
+        self.input_norm = cfg.input_norm
 
         layers: list[nn.Module] = []
         in_ch = 1
@@ -137,12 +138,29 @@ class SpiraConvV2(nn.Module):
             raise ValueError(
                 f"SpiraConvV2 expects input [B, {self.n_frames}, {self.n_features}], got {list(x.shape)}"
             )
+        if self.input_norm == "window":
+            x = normalize_window(x)
         return self.head(self.convs(x.unsqueeze(1))).squeeze(1)
 
     @torch.no_grad()
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, T, F]`` -> probability of class 1 (patient) ``[B]``; call ``eval()`` first."""
         return torch.sigmoid(self.forward(x))
+
+
+def normalize_window(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Standardise each feature coefficient over the window's frames.
+
+    Raw MFCCs differ in scale by orders of magnitude (c0 carries the energy in
+    the hundreds, higher coefficients a few units). GroupNorm after the first
+    conv pools statistics across all coefficients, so unnormalised c0 would
+    drown the spectral-shape coefficients that carry breathiness. Per-window
+    standardisation also removes channel (microphone) offsets, and it lives in
+    the model so checkpoints and inference can never skip it.
+    """
+    mean = x.mean(dim=1, keepdim=True)
+    std = x.std(dim=1, keepdim=True, unbiased=False)
+    return (x - mean) / (std + eps)
 
 
 def window_frames(model_cfg: ModelConfig, feat_cfg: FeatureConfig) -> int:
