@@ -1,0 +1,187 @@
+"""The one definition of *when* spira-retrain runs on its own: the upload-burst trigger.
+
+An upload of new recordings is a burst: hundreds of clips and a CSV within a
+few minutes, each producing one ``spira.s3.object.created`` event (see
+``deployments/s3_bridge.py``). The trigger below turns a burst into ONE run
+that sees all of it:
+
+* ``for_each: [s3.bucket]`` puts every object of a bucket in the same
+  automation bucket (per resource id would give each object its own window,
+  hence one run per clip);
+* ``posture: Reactive, threshold: 1`` fires on the first event, and Prefect
+  then ignores the rest of that bucket's events for ``within`` seconds;
+* the deployment trigger's ``schedule_after`` (equal to ``within``) delays the
+  run's start by the same window, so the burst has settled when the run
+  snapshots the dataset itself;
+* the deployment's concurrency limit (1, ENQUEUE) means a burst that outlasts
+  the window starts a second run only after the first finished.
+
+``prefect.yaml`` carries the same trigger as YAML (``tests/unit/test_prefect_yaml.py``
+checks that both agree); ``deployments/serve.py`` uses this module directly.
+"""
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from typing import Any, Iterable
+
+from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+from prefect.events import DeploymentEventTrigger
+from prefect.events.schemas.events import ResourceSpecification
+
+# Must equal deployments.s3_bridge.DEFAULT_EVENT_NAME; kept literal here so this
+# module does not pull in boto3 (a test asserts the two agree).
+EVENT_NAME = "spira.s3.object.created"
+
+# A burst is assumed to be over this long after its first object (200 clips
+# and a CSV "within a few minutes"); a longer burst gives one more, queued run.
+DEFAULT_SETTLE_SECONDS = 600
+
+TRIGGER_NAME = "spira-retrain-on-upload"
+
+# Flow parameters rendered from the firing (first) event of a burst. The
+# ``| string`` filter is required: the raw id is a UUID, which Prefect cannot
+# serialise into the run's parameters and the run would never be created.
+EVENT_PARAMETERS: dict[str, str] = {
+    "trigger": "{{ event.resource.id }}",
+    "event_id": "{{ event.id | string }}",
+}
+
+CONCURRENCY_LIMIT = 1
+COLLISION_STRATEGY = ConcurrencyLimitStrategy.ENQUEUE
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    """``s3://bucket/some/prefix/`` -> ``("bucket", "some/prefix")``; ValueError names the URI otherwise."""
+    if not isinstance(uri, str) or not uri.startswith("s3://"):
+        raise ValueError(f"watched location {uri!r} is not an s3://bucket[/prefix] URI")
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    if not bucket:
+        raise ValueError(f"watched location {uri!r} has no bucket name")
+    if any(c in bucket for c in "*?{}"):
+        raise ValueError(f"watched location {uri!r}: the bucket name may not contain wildcards")
+    prefix = prefix.strip("/")
+    if "*" in prefix:
+        raise ValueError(f"watched location {uri!r}: the prefix may not contain '*' (it is added by the trigger)")
+    return bucket, prefix
+
+
+def watched_resource(bucket: str, prefix: str = "") -> str:
+    """The resource-id pattern of the watched objects: ``s3://bucket/prefix/*``.
+
+    The trailing ``/`` keeps ``s3://b/incoming2/x.wav`` out of a trigger on
+    ``s3://b/incoming``, the same folder rule the bridge's ``--prefix`` applies.
+    """
+    prefix = prefix.strip("/")
+    return f"s3://{bucket}/{prefix}/*" if prefix else f"s3://{bucket}/*"
+
+
+def retrain_trigger(
+    bucket: str,
+    prefix: str = "",
+    settle_seconds: float = DEFAULT_SETTLE_SECONDS,
+    *,
+    name: str = TRIGGER_NAME,
+    enabled: bool = True,
+    event_name: str = EVENT_NAME,
+    extra_parameters: dict[str, Any] | None = None,
+) -> DeploymentEventTrigger:
+    """The burst trigger for uploads under ``s3://bucket/prefix/``.
+
+    ``settle_seconds`` is both the window in which further events are absorbed
+    and the delay before the run starts; it must be > 0, since a zero window
+    would fire once per object.
+    """
+    if isinstance(settle_seconds, bool) or not isinstance(settle_seconds, (int, float)) or settle_seconds <= 0:
+        raise ValueError(f"settle_seconds must be a positive number of seconds, got {settle_seconds!r}")
+    window = timedelta(seconds=settle_seconds)
+    parameters = {**(extra_parameters or {}), **EVENT_PARAMETERS}
+    return DeploymentEventTrigger(
+        name=name,
+        description=(
+            f"Retrain once per upload burst under s3://{bucket}/{prefix.strip('/')}: the first "
+            f"{event_name} event schedules a run {settle_seconds:g} s later; events in between are absorbed."
+        ),
+        enabled=enabled,
+        expect={event_name},
+        match=ResourceSpecification({"prefect.resource.id": watched_resource(bucket, prefix)}),
+        for_each={"s3.bucket"},
+        posture="Reactive",
+        threshold=1,
+        within=window,
+        schedule_after=window,
+        parameters=parameters,
+    )
+
+
+def retrain_concurrency() -> ConcurrencyLimitConfig:
+    """At most one retrain at a time per deployment; later runs wait their turn."""
+    return ConcurrencyLimitConfig(limit=CONCURRENCY_LIMIT, collision_strategy=COLLISION_STRATEGY)
+
+
+def trigger_as_yaml(trigger: DeploymentEventTrigger) -> dict[str, Any]:
+    """The trigger in ``prefect.yaml``'s shape (what one would paste under ``triggers:``)."""
+    return {
+        "type": "event",
+        "name": trigger.name,
+        "enabled": trigger.enabled,
+        "expect": sorted(trigger.expect),
+        "match": dict(trigger.match.root),
+        "for_each": sorted(trigger.for_each),
+        "posture": trigger.posture.value if hasattr(trigger.posture, "value") else str(trigger.posture),
+        "threshold": trigger.threshold,
+        "within": int(trigger.within.total_seconds()),
+        "schedule_after": int(trigger.schedule_after.total_seconds()),
+        "parameters": dict(trigger.parameters or {}),
+    }
+
+
+def require_env(names: Iterable[str]) -> dict[str, str]:
+    """A ``prefect deploy`` build step: fail when a variable prefect.yaml templates is unset.
+
+    Prefect replaces an unset ``{{ $VAR }}`` with an empty string and deploys
+    anyway (a trigger on ``/*``, a run on dataset ``""``); this step stops the
+    deploy instead, naming the variables. Returns their values as step outputs.
+    """
+    names = list(names)
+    missing = [n for n in names if not os.environ.get(n, "").strip()]
+    if missing:
+        raise ValueError(
+            "prefect.yaml needs these environment variables at deploy time: "
+            + ", ".join(missing)
+            + " (e.g. export SPIRA_DATA_URI=s3://bucket/incoming SPIRA_REGISTRY_URI=s3://bucket/registry)"
+        )
+    values = {n: os.environ[n].strip() for n in names}
+    for n, v in values.items():
+        if n.endswith("_URI") and v.endswith("/"):
+            raise ValueError(f"environment variable {n}={v!r} must not end with '/' (the trigger adds '/*')")
+    data, registry = values.get("SPIRA_DATA_URI"), values.get("SPIRA_REGISTRY_URI")
+    if data and registry and is_under(registry, data):
+        raise ValueError(
+            f"SPIRA_REGISTRY_URI={registry!r} lies inside the watched SPIRA_DATA_URI={data!r}: "
+            "every model the flow writes would be announced as a new upload"
+        )
+    return values
+
+
+def is_under(uri: str, base: str) -> bool:
+    """``uri`` is ``base`` itself or inside it (folder-wise: ``s3://b/in2`` is not inside ``s3://b/in``)."""
+    base = base.rstrip("/")
+    return uri.rstrip("/") == base or uri.startswith(base + "/")
+
+
+__all__ = [
+    "EVENT_NAME",
+    "EVENT_PARAMETERS",
+    "DEFAULT_SETTLE_SECONDS",
+    "TRIGGER_NAME",
+    "CONCURRENCY_LIMIT",
+    "COLLISION_STRATEGY",
+    "split_s3_uri",
+    "watched_resource",
+    "retrain_trigger",
+    "retrain_concurrency",
+    "trigger_as_yaml",
+    "require_env",
+    "is_under",
+]
