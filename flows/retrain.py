@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, unmapped
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
 from spira_lib.bootstrap import open_store
+from flows.runners import make_task_runner
 from spira_lib.config import load_config
+from spira_lib.pipeline import feature_chunk_count, merge_feature_stats
 from spira_lib.registry import ModelRegistry
 from tasks import retrain as t
 from tasks.common import config_from, workspace
@@ -31,6 +33,14 @@ def _rename_run(name: str) -> None:
         get_run_logger().debug("could not rename the flow run: %s", exc)
 
 
+def extract_all_features(data_uri: str, registry_uri: str, cfg: dict, split: dict, *, refresh: bool = False) -> dict:
+    """Fan the feature stage out over the flow's task runner (threads, or Dask when configured)."""
+    count = feature_chunk_count(split, config_from(cfg).runtime.feature_chunk_clips)
+    task = t.extract_features.with_options(refresh_cache=True) if refresh else t.extract_features
+    futures = task.map(unmapped(data_uri), unmapped(registry_uri), unmapped(cfg), unmapped(split), range(count), unmapped(count))
+    return merge_feature_stats([f.result() for f in futures])
+
+
 def check_trigger(trigger: Optional[str], data_uri: str) -> None:
     """An event-derived object URI must lie under the dataset this deployment watches."""
     if not trigger:
@@ -40,7 +50,7 @@ def check_trigger(trigger: Optional[str], data_uri: str) -> None:
         raise ValueError(f"trigger object {trigger!r} is outside the watched dataset {base!r}; refusing to run")
 
 
-@flow(name="spira-retrain", log_prints=True)
+@flow(name="spira-retrain", log_prints=True, task_runner=make_task_runner())
 def retrain_flow(
     data_uri: str = "demo/data",
     registry_uri: str = "demo/registry",
@@ -79,7 +89,9 @@ def retrain_flow(
         return {"model": model_name, "version": existing["version"], "skipped": True, "promoted": None, "metrics": existing["metrics"]}
 
     opts = {"refresh_cache": True} if force else {}
-    features = t.extract_features.with_options(**opts)(data_uri, registry_uri, cfg, split)
+    feats = extract_all_features(data_uri, registry_uri, cfg, split, refresh=force)
+    log.info("features: %d computed, %d reused over %d chunk(s)", feats["computed"], feats["reused"], feats["chunks"])
+    features = {"extractor_key": feats["extractor_key"], "aug_key": feats["aug_key"]}
     trained = t.train_model.with_options(**opts)(data_uri, registry_uri, cfg, split, features)
     evaluated = t.evaluate_model.with_options(**opts)(data_uri, registry_uri, cfg, split, trained)
     compared = t.compare_with_champion(data_uri, registry_uri, cfg, model_name, split, evaluated)

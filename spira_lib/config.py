@@ -193,6 +193,15 @@ class GateConfig(_Section):
     max_shortcut_drop: float = Field(0.1, ge=0, le=1)
 
 
+class RuntimeConfig(_Section):
+    """How the work is spread out; never changes results, so not part of any training key."""
+
+    # Clips per feature-extraction task when the flow fans the stage out.
+    feature_chunk_clips: int = Field(256, gt=0)
+    # Threads decoding/extracting inside one feature task.
+    feature_workers: int = Field(2, gt=0)
+
+
 class SpiraConfig(_Section):
     audio: AudioConfig = AudioConfig()
     features: FeatureConfig = FeatureConfig()
@@ -203,6 +212,7 @@ class SpiraConfig(_Section):
     validation: ValidationConfig = ValidationConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     gate: GateConfig = GateConfig()
+    runtime: RuntimeConfig = RuntimeConfig()
 
     @model_validator(mode="after")
     def _cross_check(self) -> "SpiraConfig":

@@ -215,11 +215,34 @@ def _rows(df: pl.DataFrame) -> list[dict]:
     return df.select("key", "sha256", "split", "label").to_dicts()
 
 
+def feature_chunk_count(split: dict, chunk_size: int) -> int:
+    """How many chunks the feature stage fans out into (at least one)."""
+    n = int(split["summary"].get("n_clips", 0))
+    return max(1, -(-n // max(1, chunk_size)))
+
+
 def features_step(
-    ws: Workspace, split: dict, cfg: SpiraConfig, *, workers: int = 2, on_clip: Callable[[int, int], None] | None = None
+    ws: Workspace,
+    split: dict,
+    cfg: SpiraConfig,
+    *,
+    workers: int = 2,
+    chunk: tuple[int, int] = (0, 1),
+    on_clip: Callable[[int, int], None] | None = None,
 ) -> dict:
-    """Compute the features (clean + noise copies + shortcut variants) the run needs; reuse the rest."""
-    df = _get_frame(ws.store, split["split_key"])
+    """Compute the features (clean + noise copies + shortcut variants) the run needs; reuse the rest.
+
+    ``chunk=(i, n)`` handles the i-th of n contiguous slices of the split's
+    rows, so the stage can fan out over a task runner (threads or Dask); each
+    clip's arrays depend only on its content and the config, so any split into
+    chunks gives identical features.
+    """
+    df = _get_frame(ws.store, split["split_key"]).sort("sha256")
+    index, count = chunk
+    if not 0 <= index < count:
+        raise ValueError(f"chunk index {index} is outside 0..{count - 1}")
+    size = -(-df.height // count)
+    df = df.slice(index * size, size)
     extractor = FeatureExtractor(cfg.features)
     noise = load_noise(ws, cfg)
     plan = VariantPlan.build(cfg.augment, cfg.evaluation, noise)
@@ -227,10 +250,23 @@ def features_step(
         log.warning("no noise recordings under %s/%s: training without noise augmentation", ws.noise.uri, ws.noise_prefix)
     stats = ws.features.ensure(ws.data, _rows(df), extractor, plan, noise, workers=workers, on_clip=on_clip)
     out = stats.to_dict()
-    out.update({"extractor_key": extractor.key, "aug_key": plan.aug_key, "noise_files": len(noise)})
+    out.update({"extractor_key": extractor.key, "aug_key": plan.aug_key, "noise_files": len(noise), "chunk": [index, count]})
     if stats.failed:
         # Validation decoded these already; a failure here means the object changed under us.
         raise PipelineError(f"feature extraction failed for {len(stats.failed)} clip(s): {stats.failed[:3]}")
+    return out
+
+
+def merge_feature_stats(parts: list[dict]) -> dict:
+    """Sum the per-chunk results of the feature stage into one."""
+    out = {"clips": 0, "computed": 0, "reused": 0, "audio_seconds": 0.0, "seconds": 0.0, "failed": [], "chunks": len(parts)}
+    for p in parts:
+        for k in ("clips", "computed", "reused", "audio_seconds"):
+            out[k] += p[k]
+        out["seconds"] = max(out["seconds"], p["seconds"])  # chunks run side by side: wall time is the slowest
+        out["failed"] += p["failed"]
+    if parts:
+        out.update({k: parts[0][k] for k in ("extractor_key", "aug_key", "noise_files")})
     return out
 
 
@@ -472,7 +508,7 @@ def run_pipeline(
             "model": model_name, "version": existing.version, "metrics": existing.metadata.get("metrics", {}),
             "promoted": None, "skipped": True, "seconds": round(time.perf_counter() - t0, 2),
         }
-    feats = features_step(ws, split, cfg)
+    feats = features_step(ws, split, cfg, workers=cfg.runtime.feature_workers)
     say(f"features: {feats['computed']} computed, {feats['reused']} reused in {feats['seconds']:.1f} s")
     trained = train_step(ws, split, cfg, on_epoch=on_epoch)
     say(f"trained {trained['epochs_run']} epochs (best {trained['best_epoch']}) in {trained['seconds']:.1f} s on {trained['device']}")

@@ -20,7 +20,7 @@ from prefect.artifacts import (
 from prefect.cache_policies import NO_CACHE
 
 from spira_lib import pipeline
-from spira_lib.reporting import metrics_table, model_card_markdown, slices_table, validation_report_markdown
+from spira_lib.reporting import metrics_table, slices_table, validation_report_markdown
 from tasks.common import (
     MODEL_CARD_KEY,
     MODEL_KEY,
@@ -82,19 +82,26 @@ def find_trained_version(data_uri: str, registry_uri: str, cfg: dict, split: dic
 
 
 @task(name="extract-features", **CACHED)
-def extract_features(data_uri: str, registry_uri: str, cfg: dict, split: dict) -> dict:
-    """Per-clip features into the feature store; only clips it has not seen are computed."""
+def extract_features(data_uri: str, registry_uri: str, cfg: dict, split: dict, index: int = 0, count: int = 1) -> dict:
+    """Per-clip features for one chunk of the split; only clips the store has not seen are computed."""
     c = config_from(cfg)
-    out = pipeline.features_step(workspace(data_uri, registry_uri, c), split, c)
+    out = pipeline.features_step(
+        workspace(data_uri, registry_uri, c), split, c, workers=c.runtime.feature_workers, chunk=(index, count)
+    )
     get_run_logger().info(
-        "features: %d arrays computed, %d reused, %.1f s of audio in %.1f s", out["computed"], out["reused"], out["audio_seconds"], out["seconds"]
+        "features chunk %d/%d: %d arrays computed, %d reused, %.1f s of audio in %.1f s",
+        index + 1, count, out["computed"], out["reused"], out["audio_seconds"], out["seconds"],
     )
     return out
 
 
 @task(name="train-model", **CACHED)
 def train_model(data_uri: str, registry_uri: str, cfg: dict, split: dict, features: dict) -> dict:
-    """Train SpiraConv; a progress artifact follows the epochs in the UI."""
+    """Train SpiraConv; a progress artifact follows the epochs in the UI.
+
+    ``features`` carries only the feature-store keys (extractor, augmentation),
+    so the cache key does not change with how long extraction took.
+    """
     c = config_from(cfg)
     log = get_run_logger()
     progress_id = create_progress_artifact(progress=0.0, description=f"Training SpiraConv on {split['split_digest'][:12]}")

@@ -15,8 +15,11 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 from pathlib import Path  # noqa: E402
+from typing import Iterator  # noqa: E402
 
 import pytest  # noqa: E402
+
+from tests.servers import moto_server, prefect_server  # noqa: E402
 
 # Small and fast, but the real model, features and windows: tests exercise the
 # production code paths, only with fewer clips, epochs and resamples.
@@ -49,3 +52,19 @@ def demo_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("demo") / "data"
     generate_demo_dataset(out, speakers=32, seed=11)
     return out
+
+
+# Real local servers, one of each per test session (Prefect takes 10-30 s to start here);
+# shared by tests/integration and tests/e2e, which isolate themselves by bucket/queue names.
+@pytest.fixture(scope="session")
+def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Endpoint URL of a moto_server shared by the session."""
+    with moto_server(tmp_path_factory.mktemp("moto")) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def prefect_api_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """API URL (http://127.0.0.1:PORT/api) of a `prefect server start` shared by the session."""
+    with prefect_server(tmp_path_factory.mktemp("prefect")) as url:
+        yield url

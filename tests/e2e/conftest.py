@@ -19,8 +19,6 @@ from typing import Iterator, Mapping
 
 import pytest
 
-from tests.servers import moto_server, prefect_server
-
 ROOT = Path(__file__).resolve().parents[2]
 
 AWS_TEST_ENV = {
@@ -160,17 +158,15 @@ def service_env(api_url: str, moto_url: str, home: Path, extra: Mapping[str, str
 
 
 @pytest.fixture(scope="module")
-def e2e_moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Endpoint of a moto_server (S3 + SQS) for this module."""
-    with moto_server(tmp_path_factory.mktemp("e2e-moto")) as url:
-        yield url
+def e2e_moto(moto_endpoint: str) -> str:
+    """The session's moto_server (S3 + SQS); tests isolate themselves by bucket/queue names."""
+    return moto_endpoint
 
 
 @pytest.fixture(scope="module")
-def e2e_prefect(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """API URL of a real `prefect server start` for this module."""
-    with prefect_server(tmp_path_factory.mktemp("e2e-prefect")) as url:
-        yield url
+def e2e_prefect(prefect_api_url: str) -> str:
+    """The session's real `prefect server start`; tests filter runs by their own deployment."""
+    return prefect_api_url
 
 
 @pytest.fixture(scope="module")

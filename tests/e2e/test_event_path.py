@@ -253,7 +253,7 @@ def _finished_runs(st: Stack, n: int):
 @pytest.fixture(scope="module")
 def first_burst(stack: Stack) -> dict[str, Any]:
     t_upload = _upload_all(stack)
-    runs = _wait("the burst's flow run to finish", _finished_runs(stack, 1), 420, stack.services)
+    _wait("the burst's flow run to finish", _finished_runs(stack, 1), 420, stack.services)
     # Every event of the burst was evaluated long before the run ended; give a
     # (wrongly) second-firing trigger a last chance to show itself anyway.
     time.sleep(2)

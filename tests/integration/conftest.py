@@ -11,7 +11,6 @@ from typing import Iterator
 
 import pytest
 
-from tests.servers import moto_server, prefect_server
 
 _AWS_TEST_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -20,20 +19,6 @@ _AWS_TEST_ENV = {
     "AWS_SESSION_TOKEN": "testing",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
-
-
-@pytest.fixture(scope="session")
-def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Endpoint URL of a moto_server shared by the session."""
-    with moto_server(tmp_path_factory.mktemp("moto")) as url:
-        yield url
-
-
-@pytest.fixture(scope="session")
-def prefect_api_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """API URL (http://127.0.0.1:PORT/api) of a `prefect server start` shared by the session."""
-    with prefect_server(tmp_path_factory.mktemp("prefect")) as url:
-        yield url
 
 
 @pytest.fixture
