@@ -123,9 +123,10 @@ class TrainingConfig(_Section):
     batch_size: int = Field(16, gt=0)
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.01, ge=0)
-    # Noam warm-up length in optimiser steps; short, because a few hundred clips
-    # give only tens of steps per epoch.
-    warmup_steps: int = Field(20, ge=0)
+    # Noam warm-up in optimiser steps. Noam decays as sqrt(warmup/step) after
+    # the peak, so a longer warm-up also keeps the rate higher later; with a
+    # few hundred clips, 20 steps left the model underfitting at 30 epochs.
+    warmup_steps: int = Field(100, ge=0)
     # Validation loss sits on a plateau for several epochs before the model
     # starts to separate the classes; a short patience stops it there.
     early_stopping_patience: int = Field(10, gt=0)
