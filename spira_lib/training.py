@@ -135,17 +135,26 @@ def noam_lr(step: int, base_lr: float, warmup: int) -> float:
 
 @dataclass
 class _WindowIndex:
-    """Windows of a set of clips as index arrays over one concatenated feature array."""
+    """Windows of a set of clips: (clip, start) pairs over the clips' own arrays.
 
-    frames: np.ndarray  # [sum T, F] float32: the clips end to end
-    starts: np.ndarray  # [N] int64: first row of each window in ``frames``
+    The clips stay as the source returned them (memory-mapped from the
+    feature store for a local store), and only the windows of one batch are
+    ever copied, so memory does not grow with the number of clips.
+    """
+
+    clips: list[np.ndarray]  # per clip [T, F] float32 (possibly np.memmap)
+    starts: np.ndarray  # [N] int64: first frame of each window within its clip
     clip: np.ndarray  # [N] int64: which clip (position in the input list) each window belongs to
     n_clips: int
 
     def gather(self, rows: np.ndarray, n_frames: int) -> np.ndarray:
         """Windows ``rows`` as a fresh ``[len(rows), n_frames, F]`` array."""
-        idx = self.starts[rows][:, None] + np.arange(n_frames)[None, :]
-        return self.frames[idx]
+        n_features = self.clips[0].shape[1] if self.clips else 0
+        out = np.empty((len(rows), n_frames, n_features), dtype=np.float32)
+        for j, r in enumerate(rows):
+            s = int(self.starts[r])
+            out[j] = self.clips[int(self.clip[r])][s : s + n_frames]
+        return out
 
 
 def _index_windows(
@@ -160,34 +169,31 @@ def _index_windows(
 ) -> _WindowIndex:
     """Index the windows of ``feats``: every window on the ``step`` grid, or, with
     ``crops > 0`` (training only), that many windows per clip at random frame offsets."""
-    parts: list[np.ndarray] = []
+    kept: list[np.ndarray] = []
     starts: list[np.ndarray] = []
     clips: list[np.ndarray] = []
-    offset = 0
     for i, f in enumerate(feats):
         f = np.asarray(f)
         if f.ndim != 2 or f.shape[1] != n_features:
             raise ValueError(f"clip {i}: features must be [frames, {n_features}], got shape {f.shape}")
         if not np.isfinite(f).all():
             raise ValueError(f"clip {i}: features contain NaN or infinite values")
-        f = f.astype(np.float32, copy=False)
+        if f.dtype != np.float32:
+            f = f.astype(np.float32)
         if mode == "padded" or f.shape[0] < n_frames:
             # Short clips get zero-padded into one window instead of crashing.
             f = pad_or_crop(f, n_frames)
-        parts.append(f)
+        kept.append(f)
         if mode != "padded" and crops > 0 and rng is not None:
             k = crops
-            starts.append(offset + rng.integers(0, f.shape[0] - n_frames + 1, size=k).astype(np.int64))
+            starts.append(rng.integers(0, f.shape[0] - n_frames + 1, size=k).astype(np.int64))
         else:
             k = 1 if mode == "padded" else n_windows(f.shape[0], n_frames, step)
-            starts.append(offset + np.arange(k, dtype=np.int64) * step)
+            starts.append(np.arange(k, dtype=np.int64) * step)
         clips.append(np.full(k, i, dtype=np.int64))
-        offset += f.shape[0]
-    if not parts:
-        return _WindowIndex(
-            np.zeros((0, n_features), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64), 0
-        )
-    return _WindowIndex(np.concatenate(parts), np.concatenate(starts), np.concatenate(clips), len(parts))
+    if not kept:
+        return _WindowIndex([], np.zeros(0, np.int64), np.zeros(0, np.int64), 0)
+    return _WindowIndex(kept, np.concatenate(starts), np.concatenate(clips), len(kept))
 
 
 def _to_device(batch: np.ndarray, device: torch.device) -> torch.Tensor:
