@@ -35,6 +35,10 @@ def run_demo_flow(data_dir: Path, registry_dir: Path) -> dict:
     print(json.dumps({k: result.get(k) for k in ("model", "version", "promoted", "skipped", "metrics")}, indent=2, default=str))
     verdict = "already trained (nothing to do)" if result.get("skipped") else ("promoted to champion" if result.get("promoted") else "registered, not promoted")
     print(f"\nmodel {result['model']} v{result['version']}: {verdict}; flow wall time {seconds:.1f} s")
+    decision = result.get("decision") or {}
+    if decision and not decision.get("promote"):
+        failing = [c["detail"] for c in decision.get("checks", []) if not c.get("passed")]
+        print("the promotion gate said no:" + "".join(f"\n  - {reason}" for reason in failing or decision.get("reasons", [])[:3]))
     print(f"registry: {registry_dir.resolve()}  (try: .venv/bin/spira registry list --registry {registry_dir})")
     print("see the run graph and artifacts: .venv/bin/prefect server start, then open http://127.0.0.1:4200")
     return result
