@@ -23,6 +23,7 @@ by (row start, clip) index arrays, and a batch is one numpy fancy-index gather.
 """
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass, field
@@ -133,32 +134,47 @@ def noam_lr(step: int, base_lr: float, warmup: int) -> float:
     return base_lr * min(step / warmup, math.sqrt(warmup / step))
 
 
+ClipLoader = Callable[[], np.ndarray]
+
+
 @dataclass
 class _WindowIndex:
-    """Windows of a set of clips: (clip, start) pairs over the clips' own arrays.
+    """Windows of a set of clips: (clip, start) pairs, read per batch.
 
-    The clips stay as the source returned them (memory-mapped from the
-    feature store for a local store), and only the windows of one batch are
-    ever copied, so memory does not grow with the number of clips.
+    A clip is held as a loader (re-opened for each batch that needs it) or, for
+    short clips that had to be padded, as a small array. Nothing from the
+    feature store stays open between batches: memory and open files stay flat
+    however many clips a dataset has (a memory map holds a file descriptor).
     """
 
-    clips: list[np.ndarray]  # per clip [T, F] float32 (possibly np.memmap)
+    clips: list[np.ndarray | ClipLoader]
     starts: np.ndarray  # [N] int64: first frame of each window within its clip
     clip: np.ndarray  # [N] int64: which clip (position in the input list) each window belongs to
     n_clips: int
+    n_features: int
 
     def gather(self, rows: np.ndarray, n_frames: int) -> np.ndarray:
-        """Windows ``rows`` as a fresh ``[len(rows), n_frames, F]`` array."""
-        n_features = self.clips[0].shape[1] if self.clips else 0
-        out = np.empty((len(rows), n_frames, n_features), dtype=np.float32)
+        """Windows ``rows`` as a fresh ``[len(rows), n_frames, F]`` array (each clip opened once)."""
+        out = np.empty((len(rows), n_frames, self.n_features), dtype=np.float32)
+        by_clip: dict[int, list[int]] = {}
         for j, r in enumerate(rows):
-            s = int(self.starts[r])
-            out[j] = self.clips[int(self.clip[r])][s : s + n_frames]
+            by_clip.setdefault(int(self.clip[r]), []).append(j)
+        for c, js in by_clip.items():
+            held = self.clips[c]
+            arr = held() if callable(held) else held
+            for j in js:
+                s = int(self.starts[rows[j]])
+                out[j] = arr[s : s + n_frames]
+            del arr  # closes a memory map before the next clip is opened
         return out
 
 
+def _loader(source: "ClipSource", i: int, variant: int) -> ClipLoader:
+    return functools.partial(source.features, i, variant)
+
+
 def _index_windows(
-    feats: Sequence[np.ndarray],
+    feats: Sequence[np.ndarray | ClipLoader],
     n_frames: int,
     step: int,
     mode: str,
@@ -167,33 +183,38 @@ def _index_windows(
     crops: int = 0,
     rng: np.random.Generator | None = None,
 ) -> _WindowIndex:
-    """Index the windows of ``feats``: every window on the ``step`` grid, or, with
-    ``crops > 0`` (training only), that many windows per clip at random frame offsets."""
-    kept: list[np.ndarray] = []
+    """Index the windows of ``feats`` (arrays, or loaders returning arrays): every
+    window on the ``step`` grid, or, with ``crops > 0`` (training only), that many
+    windows per clip at random frame offsets."""
+    kept: list[np.ndarray | ClipLoader] = []
     starts: list[np.ndarray] = []
     clips: list[np.ndarray] = []
-    for i, f in enumerate(feats):
-        f = np.asarray(f)
+    for i, item in enumerate(feats):
+        f = np.asarray(item() if callable(item) else item)
         if f.ndim != 2 or f.shape[1] != n_features:
             raise ValueError(f"clip {i}: features must be [frames, {n_features}], got shape {f.shape}")
         if not np.isfinite(f).all():
             raise ValueError(f"clip {i}: features contain NaN or infinite values")
-        if f.dtype != np.float32:
-            f = f.astype(np.float32)
-        if mode == "padded" or f.shape[0] < n_frames:
+        length = f.shape[0]
+        if mode == "padded" or length < n_frames:
             # Short clips get zero-padded into one window instead of crashing.
-            f = pad_or_crop(f, n_frames)
-        kept.append(f)
+            kept.append(pad_or_crop(f.astype(np.float32, copy=False), n_frames))
+            length = n_frames
+        elif callable(item):
+            kept.append(item)
+        else:
+            kept.append(f if f.dtype == np.float32 else f.astype(np.float32))
+        del f
         if mode != "padded" and crops > 0 and rng is not None:
             k = crops
-            starts.append(rng.integers(0, f.shape[0] - n_frames + 1, size=k).astype(np.int64))
+            starts.append(rng.integers(0, length - n_frames + 1, size=k).astype(np.int64))
         else:
-            k = 1 if mode == "padded" else n_windows(f.shape[0], n_frames, step)
+            k = 1 if mode == "padded" else n_windows(length, n_frames, step)
             starts.append(np.arange(k, dtype=np.int64) * step)
         clips.append(np.full(k, i, dtype=np.int64))
     if not kept:
-        return _WindowIndex([], np.zeros(0, np.int64), np.zeros(0, np.int64), 0)
-    return _WindowIndex(kept, np.concatenate(starts), np.concatenate(clips), len(kept))
+        return _WindowIndex([], np.zeros(0, np.int64), np.zeros(0, np.int64), 0, n_features)
+    return _WindowIndex(kept, np.concatenate(starts), np.concatenate(clips), len(kept), n_features)
 
 
 def _to_device(batch: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -277,7 +298,7 @@ def predict_clips(
             f"model was built for {model.n_frames}-frame inputs but the config gives {n_frames} "
             f"(model.mode={model_cfg.mode!r}, window_s={model_cfg.window_s}, max_duration_s={model_cfg.max_duration_s})"
         )
-    feats = [source.features(i, variant) for i in range(len(source))]
+    feats = [_loader(source, i, variant) for i in range(len(source))]
     index = _index_windows(feats, n_frames, step_frames(model_cfg, feat_cfg), model_cfg.mode, model.n_features)
     return _predict_index(model, index, n_frames, batch_size)
 
@@ -369,10 +390,8 @@ def _train(
     # fp16 needs loss scaling to keep small gradients from flushing to zero; bf16 does not.
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
 
-    # Validation always scores the clean clips: load and index them once.
-    val_index = _index_windows(
-        [val.features(i, 0) for i in range(len(val))], n_frames, step, model_cfg.mode, n_features
-    )
+    # Validation always scores the clean clips: index them once.
+    val_index = _index_windows([_loader(val, i, 0) for i in range(len(val))], n_frames, step, model_cfg.mode, n_features)
     y_val_f = y_val.astype(np.float64)
 
     history: list[EpochStats] = []
@@ -391,7 +410,7 @@ def _train(
         # overlap by 75%, so the grid mostly repeats itself; a few crops per clip
         # at any offset cost a fraction of the steps and add time-shift variety.
         index = _index_windows(
-            [train.features(i, int(v)) for i, v in enumerate(variants)], n_frames, step, model_cfg.mode, n_features,
+            [_loader(train, i, int(v)) for i, v in enumerate(variants)], n_frames, step, model_cfg.mode, n_features,
             crops=cfg.windows_per_clip, rng=rng,
         )
         window_labels = y_train[index.clip].astype(np.float32)

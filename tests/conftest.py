@@ -27,6 +27,9 @@ FAST_OVERRIDES = {
     "training.epochs": 3,
     "training.early_stopping_patience": 2,
     "training.batch_size": 32,
+    # A handful of optimiser steps in total: the production 100-step warm-up
+    # would leave the weights at their initial values.
+    "training.warmup_steps": 5,
     "augment.noisy_copies": 1,
     "evaluation.bootstrap_samples": 100,
     "validation.min_clips": 10,

@@ -140,7 +140,7 @@ def _easy_dataset(root: Path) -> list[Path]:
 def test_worse_challenger_is_rejected_with_its_reason(tmp_path, fast_overrides):
     data, reg = tmp_path / "data", tmp_path / "reg"
     csvs = _easy_dataset(data)
-    overrides = {**fast_overrides, "training.epochs": 4, "training.early_stopping_patience": 4}
+    overrides = {**fast_overrides, "training.epochs": 6, "training.early_stopping_patience": 6, "training.batch_size": 8}
     champion, _ = _run(data, reg, overrides)
     assert champion["promoted"] is True
     assert champion["metrics"]["roc_auc"] >= 0.8, champion["metrics"]

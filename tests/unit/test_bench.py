@@ -1,0 +1,85 @@
+"""Smoke test of the benchmark harness: every benchmark runs in --quick mode and
+writes well-formed rows. Timings are not asserted (machines are noisy)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench import run_all
+from bench.common import Result, check, linear_fit, print_table
+
+REQUIRED = {"name", "value", "unit", "compares", "target", "passed", "notes"}
+
+
+@pytest.fixture(scope="module")
+def quick_results(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[dict], Path, str]:
+    tmp = tmp_path_factory.mktemp("bench")
+    out = tmp / "results.json"
+    scratch = tmp / "scratch"
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        rc = run_all.main(["--quick", "--out", str(out), "--scratch", str(scratch)])
+    assert rc == 0
+    return json.loads(out.read_text()), scratch, buf.getvalue()
+
+
+def test_quick_run_writes_one_row_set_per_benchmark(quick_results) -> None:
+    rows, scratch, stdout = quick_results
+    assert isinstance(rows, list) and rows
+    for row in rows:
+        assert REQUIRED <= set(row), f"row {row.get('name')} lacks {REQUIRED - set(row)}"
+        assert row["passed"] in (True, False, None)
+        assert not row["name"].endswith(".error"), f"{row['name']}: {row['notes']}"
+    prefixes = {row["name"].split(".")[0] for row in rows}
+    # --quick leaves the server benchmark out unless --with-server is given.
+    assert prefixes == {"features", "training", "incremental", "memory", "gpu"}
+    # Scratch data is cleaned up.
+    assert not any(scratch.iterdir())
+    # The table names every row.
+    for row in rows:
+        assert row["name"] in stdout
+
+
+def test_quick_run_measures_something_real(quick_results) -> None:
+    by_name = {row["name"]: row for row in quick_results[0]}
+    assert by_name["features.throughput"]["value"] > 0
+    assert by_name["features.throughput"]["extra"]["clips"] > 0
+    speed = by_name["training.epoch_speedup"]
+    assert len(speed["extra"]["ours_epoch_s"]) == len(speed["extra"]["baseline_epoch_s"]) >= 1
+    assert by_name["incremental.unchanged_rerun"]["passed"] is True  # the rerun skipped training
+    inc = by_name["incremental.features_5pct"]["extra"]
+    assert 0 < inc["incremental"]["computed"] < inc["full_computed"]
+    mem = by_name["memory.peak_rss"]["extra"]["sizes"]
+    assert [m["clips"] for m in mem] == sorted(m["clips"] for m in mem) and len(mem) >= 2
+    assert all(m["peak_rss_mib"] > 0 for m in mem)
+    gpu = by_name["gpu.training"]
+    assert gpu["value"] is None and gpu["notes"]
+
+
+def test_selection_and_errors() -> None:
+    assert run_all.selected([], quick=False, with_server=False, no_server=False) == list(run_all.BENCHMARKS)
+    assert "event_latency" not in run_all.selected([], quick=True, with_server=False, no_server=False)
+    assert "event_latency" in run_all.selected([], quick=True, with_server=True, no_server=False)
+    assert run_all.selected(["gpu,features"], quick=True, with_server=False, no_server=False) == ["features", "gpu"]
+    with pytest.raises(ValueError, match="unknown benchmark.*nope"):
+        run_all.selected(["nope"], quick=True, with_server=False, no_server=False)
+    assert run_all.main(["--only", "nope"]) == 2
+
+
+def test_helpers() -> None:
+    a, b, r2 = linear_fit([1, 2, 3, 4], [3, 5, 7, 9])
+    assert (round(a, 9), round(b, 9), round(r2, 9)) == (1.0, 2.0, 1.0)
+    _, _, r2_noisy = linear_fit([1, 2, 3, 4], [1, 5, 2, 6])
+    assert 0 < r2_noisy < 1
+    with pytest.raises(ValueError):
+        linear_fit([1], [1])
+    assert check(5, minimum=3) is True and check(2, minimum=3) is False and check(None, minimum=3) is None
+    assert check(5, maximum=4) is False
+    lines: list[str] = []
+    print_table([Result("x.y", 1.5, "s", "a vs b", ">= 1", True), Result("z", None, "", "n/a")], lines.append)
+    assert "x.y" in lines[2] and "PASS" in lines[2] and "n/a" in lines[3]
