@@ -3,10 +3,11 @@
 What it implements, in SPIRA's terms:
 
 * Each epoch every training clip contributes ONE of its variants (clean or a
-  noise-augmented copy), drawn with a seeded numpy Generator, cut into 4 s
-  windows with a 1 s step (or padded to ``max_duration_s`` in padded mode).
-  All windows of the epoch are shuffled together; each window carries its
-  clip's label.
+  noise-augmented copy), drawn with a seeded numpy Generator, and
+  ``training.windows_per_clip`` 4 s windows at random frame offsets (0 = every
+  window on SPIRA's 1 s grid; padded mode: the clip padded to
+  ``max_duration_s``). All windows of the epoch are shuffled together; each
+  window carries its clip's label. Validation and prediction use the grid.
 * Adam (lr 1e-3, L2 weight decay 0.01 as in torch's ``Adam(weight_decay=...)``)
   with Noam warm-up: ``lr_t = lr * min(t / warmup, sqrt(warmup / t))`` for
   optimizer step ``t >= 1`` - a linear ramp to ``lr`` at ``t = warmup``, then
@@ -17,17 +18,19 @@ What it implements, in SPIRA's terms:
   probability; ``val_loss`` is the BCE of those, accuracy uses 0.5.
 * Early stopping on ``val_loss``; the best epoch's weights are restored.
 
-Speed: windows are never materialised one by one. Each epoch's chosen
-features are concatenated into one ``[sum T, F]`` array, windows are described
-by (row start, clip) index arrays, and a batch is one numpy fancy-index gather.
+Memory and speed: windows are described by (clip, start) index arrays; a
+batch is gathered from the clips' own (memory-mapped) arrays, one batch ahead
+on a background thread, so memory and open files stay flat with dataset size
+and reading overlaps with the model step.
 """
 from __future__ import annotations
 
 import functools
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Protocol, Sequence, runtime_checkable
+from typing import Callable, Iterator, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 import torch
@@ -215,6 +218,26 @@ def _index_windows(
     if not kept:
         return _WindowIndex([], np.zeros(0, np.int64), np.zeros(0, np.int64), 0, n_features)
     return _WindowIndex(kept, np.concatenate(starts), np.concatenate(clips), len(kept), n_features)
+
+
+def _prefetched(index: _WindowIndex, order: np.ndarray, batch_size: int, n_frames: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield (rows, windows) batches in ``order``, gathering the next batch on a
+    background thread while the current one trains.
+
+    Reading windows (memory maps, possibly cold pages) overlaps with the model
+    step, which is what keeps a GPU fed; batches and their order are exactly
+    those of a plain loop, so results do not change.
+    """
+    chunks = [order[lo : lo + batch_size] for lo in range(0, len(order), batch_size)]
+    if not chunks:
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="spira-prefetch") as pool:
+        pending = pool.submit(index.gather, chunks[0], n_frames)
+        for k, rows in enumerate(chunks):
+            batch = pending.result()
+            if k + 1 < len(chunks):
+                pending = pool.submit(index.gather, chunks[k + 1], n_frames)
+            yield rows, batch
 
 
 def _to_device(batch: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -420,9 +443,7 @@ def _train(
 
         model.train()
         loss_sum = 0.0
-        for lo in range(0, len(order), cfg.batch_size):
-            rows = order[lo : lo + cfg.batch_size]
-            batch = index.gather(rows, n_frames)
+        for rows, batch in _prefetched(index, order, cfg.batch_size, n_frames):
             if aug.specaugment:
                 _spec_augment(batch, aug, rng)
             x = _to_device(batch, device)

@@ -361,3 +361,16 @@ def test_window_index_streams_from_memory_maps(tmp_path):
     batch = idx.gather(np.array([0, 1, len(idx.starts) - 1]), 80)
     np.testing.assert_array_equal(batch[0], np.load(path)[:80])
     assert len(opened) == 2 + 2  # once per clip to index, then once per clip in the batch
+
+
+def test_prefetched_batches_equal_a_plain_loop():
+    from spira_lib.training import _index_windows, _prefetched
+
+    feats = [np.random.default_rng(i).normal(size=(150 + 10 * i, 4)).astype(np.float32) for i in range(5)]
+    idx = _index_windows(feats, 80, 40, "windowed", 4)
+    order = np.random.default_rng(1).permutation(len(idx.starts))
+    got = list(_prefetched(idx, order, 3, 80))
+    assert [list(r) for r, _ in got] == [list(order[lo : lo + 3]) for lo in range(0, len(order), 3)]
+    for rows, batch in got:
+        np.testing.assert_array_equal(batch, idx.gather(rows, 80))
+    assert list(_prefetched(idx, order[:0], 3, 80)) == []
