@@ -74,3 +74,11 @@ def test_digest_is_stable_and_section_scoped():
     assert a.digest() == SpiraConfig().digest()
     assert a.digest() != b.digest()
     assert a.digest("features", "training") == b.digest("features", "training")
+
+
+def test_shipped_config_files_are_valid():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "configs"
+    assert load_config(root / "default.yaml") == SpiraConfig()  # the file documents the real defaults
+    assert load_config(root / "fast.yaml").training.epochs == 8
