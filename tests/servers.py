@@ -29,6 +29,28 @@ _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 _LIVE: set[subprocess.Popen] = set()
 
 
+# Variables that could point an AWS client at something other than the test moto_server.
+AWS_VARS_TO_CLEAR = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_REGION", "SPIRA_S3_ENDPOINT_URL", "SPIRA_SQS_ENDPOINT_URL")
+
+
+def moto_aws_env(endpoint: str, home: Path) -> dict[str, str]:
+    """Fake credentials and the moto endpoint for every AWS client built from the environment.
+
+    Shared config files are redirected to empty paths under ``home`` so a
+    developer's real ~/.aws profile can never be picked up.
+    """
+    return {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SECURITY_TOKEN": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_CONFIG_FILE": str(home / "no-aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(home / "no-aws-credentials"),
+    }
+
+
 class ServerStartError(RuntimeError):
     """A test server did not come up; the message carries the tail of its log."""
 

@@ -19,15 +19,10 @@ from typing import Iterator, Mapping
 
 import pytest
 
+from tests.servers import AWS_VARS_TO_CLEAR, moto_aws_env
+
 ROOT = Path(__file__).resolve().parents[2]
 
-AWS_TEST_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SECURITY_TOKEN": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
 
 
 def _children_of() -> dict[int, list[int]]:
@@ -138,12 +133,9 @@ def service_env(api_url: str, moto_url: str, home: Path, extra: Mapping[str, str
         for k, v in os.environ.items()
         if not k.startswith(("PREFECT_", "AWS_", "SPIRA_"))
     }
-    env.update(AWS_TEST_ENV)
+    env.update(moto_aws_env(moto_url, home))
     env.update(
         {
-            "AWS_ENDPOINT_URL": moto_url,
-            "AWS_CONFIG_FILE": str(home / "no-aws-config"),
-            "AWS_SHARED_CREDENTIALS_FILE": str(home / "no-aws-credentials"),
             "PREFECT_API_URL": api_url,
             "PREFECT_HOME": str(home / "prefect-home"),
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -176,13 +168,10 @@ def in_process_clients(e2e_moto: str, e2e_prefect: str, tmp_path_factory: pytest
 
     home = tmp_path_factory.mktemp("e2e-aws")
     with pytest.MonkeyPatch.context() as mp:
-        for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_REGION", "SPIRA_S3_ENDPOINT_URL", "SPIRA_SQS_ENDPOINT_URL"):
+        for name in AWS_VARS_TO_CLEAR:
             mp.delenv(name, raising=False)
-        for name, value in AWS_TEST_ENV.items():
+        for name, value in moto_aws_env(e2e_moto, home).items():
             mp.setenv(name, value)
-        mp.setenv("AWS_ENDPOINT_URL", e2e_moto)
-        mp.setenv("AWS_CONFIG_FILE", str(home / "no-aws-config"))
-        mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(home / "no-aws-credentials"))
         mp.setenv("PREFECT_API_URL", e2e_prefect)
         with temporary_settings(updates={PREFECT_API_URL: e2e_prefect}):
             yield

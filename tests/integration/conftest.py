@@ -11,30 +11,16 @@ from typing import Iterator
 
 import pytest
 
-
-_AWS_TEST_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SECURITY_TOKEN": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
+from tests.servers import AWS_VARS_TO_CLEAR, moto_aws_env
 
 
 @pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch, moto_endpoint: str, tmp_path: Path) -> str:
-    """Point every AWS client built from the environment at moto, with fake credentials.
-
-    Shared config files are redirected to empty paths so a developer's real
-    ~/.aws profile can never be picked up.
-    """
-    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_REGION", "SPIRA_S3_ENDPOINT_URL", "SPIRA_SQS_ENDPOINT_URL"):
+    """Point every AWS client built from the environment at moto, with fake credentials."""
+    for name in AWS_VARS_TO_CLEAR:
         monkeypatch.delenv(name, raising=False)
-    for name, value in _AWS_TEST_ENV.items():
+    for name, value in moto_aws_env(moto_endpoint, tmp_path).items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
     return moto_endpoint
 
 
