@@ -27,7 +27,7 @@ import uuid
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -69,6 +69,8 @@ class Workspace:
     noise_prefix: str
     registry: ModelRegistry
     features: FeatureStore
+    # Decoded noise banks by sample rate: every step of a run needs the same bank.
+    noise_banks: dict[int, NoiseBank] = field(default_factory=dict, repr=False)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -140,7 +142,11 @@ def workspace_id(store: ObjectStore) -> str:
 
 
 def load_noise(ws: Workspace, cfg: SpiraConfig) -> NoiseBank:
-    return NoiseBank.load(ws.noise, ws.noise_prefix, cfg.audio.sample_rate)
+    """The workspace's noise bank, decoded once per workspace (not once per step)."""
+    sr = cfg.audio.sample_rate
+    if sr not in ws.noise_banks:
+        ws.noise_banks[sr] = NoiseBank.load(ws.noise, ws.noise_prefix, sr)
+    return ws.noise_banks[sr]
 
 
 def training_key(split_digest: str, cfg: SpiraConfig) -> str:
