@@ -78,7 +78,7 @@ def retrain_flow(
     _rename_run(f"retrain-{snap['digest'][:10]}")
     validated = t.validate_dataset(data_uri, registry_uri, cfg, snap)
     if not validated["ok"]:
-        t.publish_failure_report(registry_uri, data_uri, cfg, validated)
+        t.publish_failure_report(data_uri, registry_uri, cfg, validated)
         raise RuntimeError(f"not enough valid data to train: {validated['message']}")
     split = t.split_dataset(data_uri, registry_uri, cfg, validated)
 

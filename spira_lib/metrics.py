@@ -33,16 +33,7 @@ INTERVAL_METRICS: tuple[str, ...] = (
     "specificity",
 )
 
-SUMMARY_KEYS: tuple[str, ...] = (
-    "roc_auc",
-    "accuracy",
-    "balanced_accuracy",
-    "f1",
-    "sensitivity",
-    "specificity",
-    "n_files",
-    "shortcut_accuracy",
-)
+SUMMARY_KEYS: tuple[str, ...] = INTERVAL_METRICS + ("n_files", "shortcut_accuracy")
 
 # Label used for a slice whose attribute is null or outside every age band.
 UNKNOWN = "unknown"

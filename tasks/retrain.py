@@ -220,7 +220,7 @@ def publish_skip_report(model_name: str, split: dict, existing: dict) -> None:
 
 
 @task(name="publish-failure-report", **UNCACHED)
-def publish_failure_report(registry_uri: str, data_uri: str, cfg: dict, validated: dict) -> None:
+def publish_failure_report(data_uri: str, registry_uri: str, cfg: dict, validated: dict) -> None:
     """Not enough valid data: the quarantine is the report."""
     c = config_from(cfg)
     ws = workspace(data_uri, registry_uri, c)
