@@ -30,7 +30,6 @@ def _seconds(a: datetime, b: datetime | None) -> float | None:
 
 def run(ctx: Context) -> list[Result]:
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
     from prefect.events import Event
     from prefect.events.clients import get_events_client
     from prefect.settings import PREFECT_API_URL, temporary_settings

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from bench.common import Context, Result, check, demo_dataset, ratio
+from bench.common import Context, Result, check, demo_dataset
 from spira_lib import pipeline
 from spira_lib.audio import decode_audio, preprocess
 from spira_lib.bootstrap import open_workspace
