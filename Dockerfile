@@ -57,6 +57,7 @@ RUN uv pip install -r pyproject.toml --extra orchestration
 
 # The flow code; prefect.yaml's pull step runs the flows from this folder.
 COPY spira_lib/ spira_lib/
+COPY spira_cli/ spira_cli/
 COPY tasks/ tasks/
 COPY flows/ flows/
 COPY deployments/ deployments/

@@ -194,6 +194,6 @@ def write_results(results: Sequence[Result], path: Path) -> None:
 
 def demo_dataset(path: Path, speakers: int, seed: int, **kwargs: Any):
     """Generated SPIRA-format data (the only data the benchmarks use)."""
-    from spira_lib.demo_data import generate_demo_dataset
+    from spira_demo import generate_demo_dataset
 
     return generate_demo_dataset(path, speakers=speakers, seed=seed, **kwargs)

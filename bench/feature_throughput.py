@@ -24,7 +24,8 @@ from spira_lib.adapters.local import LocalFolderStore
 from spira_lib.adapters.memory import MemoryStore
 from spira_lib.audio import _resample, preprocess, read_native
 from spira_lib.config import AugmentConfig, EvaluationConfig, FeatureConfig
-from spira_lib.feature_store import AUDIO_EXTENSIONS, FeatureStore, NoiseBank, VariantPlan
+from spira_lib.feature_store import FeatureStore, VariantPlan
+from spira_lib.noise import AUDIO_EXTENSIONS, NoiseBank
 from spira_lib.features import FeatureExtractor
 
 NAME = "features"

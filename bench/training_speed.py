@@ -25,11 +25,12 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from bench.common import Context, Result, check, demo_dataset
-from spira_lib import pipeline
 from spira_lib.audio import decode_audio, preprocess
-from spira_lib.bootstrap import open_workspace
+from spira_lib.pipeline import RunSpec
+from spira_lib.pipeline.data_steps import features_step, snapshot_step, split_step, validate_step
 from spira_lib.config import SpiraConfig, build_config
-from spira_lib.feature_store import NoiseBank, StoreClipSource, VariantPlan
+from spira_lib.feature_store import StoreClipSource, VariantPlan
+from spira_lib.noise import NoiseBank
 from spira_lib.features import FeatureExtractor
 from spira_lib.metrics import binary_metrics
 from spira_lib.model import SpiraConvV2, make_windows, pad_or_crop, step_frames, window_frames
@@ -203,16 +204,16 @@ def run(ctx: Context) -> list[Result]:
     with ctx.tempdir("bench-training") as tmp:
         ctx.say(f"[training] generating {speakers} demo clips")
         demo_dataset(tmp / "data", speakers, seed=31)
-        ws = open_workspace(tmp / "data", tmp / "registry", cfg)
-        snap = pipeline.snapshot_step(ws, cfg)
-        split = pipeline.split_step(ws, pipeline.validate_step(ws, snap, cfg), cfg)
+        spec = RunSpec(data_uri=str(tmp / "data"), registry_uri=str(tmp / "registry"), config=cfg)
+        ws = spec.workspace()
+        split = split_step(spec, validate_step(spec, snapshot_step(spec)))
         t0 = time.perf_counter()
-        feats = pipeline.features_step(ws, split, cfg)
+        feats = features_step(spec, split)
         feature_s = time.perf_counter() - t0
-        df = pl.read_parquet(io.BytesIO(ws.store.get(split["split_key"])))
-        noise = pipeline.load_noise(ws, cfg)
+        df = pl.read_parquet(io.BytesIO(ws.store.get(split.split_key)))
+        noise = ws.noise_bank(cfg.audio.sample_rate)
         plan = VariantPlan.build(cfg.augment, cfg.evaluation, noise)
-        ekey = feats["extractor_key"]
+        ekey = feats.extractor_key
 
         def part(name: str) -> pl.DataFrame:
             return df.filter(pl.col("split") == name)
@@ -250,7 +251,7 @@ def run(ctx: Context) -> list[Result]:
         f"{len(train_src)} train / {len(eval_src)} eval / {len(test_src)} test clips, {epochs} epoch(s), "
         f"batch {cfg.training.batch_size}, {cfg.training.windows_per_clip} crops/clip, {cfg.augment.noisy_copies} noisy copies, "
         f"device {device}. Epoch s ours {[round(s, 2) for s in ours_s]} vs baseline {[round(s, 2) for s in base_s]}. "
-        f"One-off feature extraction for ours: {feature_s:.1f} s ({feats['computed']} arrays), "
+        f"One-off feature extraction for ours: {feature_s:.1f} s ({feats.computed} arrays), "
         f"break-even after {break_even}. Baseline spent {data_share:.0%} of its epoch time waiting for the "
         f"DataLoader (the rest, model steps + validation, is what caching cannot remove). "
         f"Test (same cached clean features): ours {fmt(m_ours)}; baseline {fmt(m_base)} "

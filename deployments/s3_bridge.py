@@ -37,10 +37,11 @@ from prefect.events import Event
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from spira_lib.adapters.s3 import client_config, make_s3_client
+from spira_lib.watch import OBJECT_CREATED_EVENT, key_in_folder
 
 log = logging.getLogger("spira.s3_bridge")
 
-DEFAULT_EVENT_NAME = "spira.s3.object.created"
+DEFAULT_EVENT_NAME = OBJECT_CREATED_EVENT
 
 # Fixed namespace for event ids: the same S3 record must map to the same id in
 # every bridge process, forever, so the server can drop redelivered copies.
@@ -371,7 +372,7 @@ class S3EventBridge:
             return f"bucket {record.bucket!r} is not one of {list(cfg.buckets)}"
         if record.key.endswith("/"):
             return "key is a folder marker"
-        if cfg.prefix and not record.key.startswith(cfg.prefix + "/"):
+        if not key_in_folder(record.key, cfg.prefix):
             return f"key is outside prefix {cfg.prefix + '/'!r}"
         return None
 

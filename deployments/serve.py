@@ -19,7 +19,8 @@ import logging
 import sys
 from typing import Any, Sequence
 
-from deployments.triggers import DEFAULT_SETTLE_SECONDS, is_under, retrain_concurrency, retrain_trigger, split_s3_uri
+from deployments.triggers import DEFAULT_SETTLE_SECONDS, retrain_concurrency, retrain_trigger
+from spira_lib.watch import is_under, split_s3_uri
 
 log = logging.getLogger("spira.serve")
 
@@ -45,7 +46,9 @@ def build_deployments(
     a retrain; it must lie inside ``data_uri``, because the flow refuses events
     for objects outside its dataset. ``trigger=False`` serves on demand only.
     """
-    from flows.retrain import evaluate_champion_flow, retrain_flow, rollback_flow
+    from flows.evaluate import evaluate_champion_flow
+    from flows.retrain import retrain_flow
+    from flows.rollback import rollback_flow
 
     data_uri = data_uri.rstrip("/")
     triggers = []

@@ -29,9 +29,9 @@ from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLi
 from prefect.events import DeploymentEventTrigger
 from prefect.events.schemas.events import ResourceSpecification
 
-# Must equal deployments.s3_bridge.DEFAULT_EVENT_NAME; kept literal here so this
-# module does not pull in boto3 (a test asserts the two agree).
-EVENT_NAME = "spira.s3.object.created"
+from spira_lib.watch import OBJECT_CREATED_EVENT, is_under, split_s3_uri, watched_resource
+
+EVENT_NAME = OBJECT_CREATED_EVENT
 
 # A burst is assumed to be over this long after its first object (200 clips
 # and a CSV "within a few minutes"); a longer burst gives one more, queued run.
@@ -49,31 +49,6 @@ EVENT_PARAMETERS: dict[str, str] = {
 
 CONCURRENCY_LIMIT = 1
 COLLISION_STRATEGY = ConcurrencyLimitStrategy.ENQUEUE
-
-
-def split_s3_uri(uri: str) -> tuple[str, str]:
-    """``s3://bucket/some/prefix/`` -> ``("bucket", "some/prefix")``; ValueError names the URI otherwise."""
-    if not isinstance(uri, str) or not uri.startswith("s3://"):
-        raise ValueError(f"watched location {uri!r} is not an s3://bucket[/prefix] URI")
-    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-    if not bucket:
-        raise ValueError(f"watched location {uri!r} has no bucket name")
-    if any(c in bucket for c in "*?{}"):
-        raise ValueError(f"watched location {uri!r}: the bucket name may not contain wildcards")
-    prefix = prefix.strip("/")
-    if "*" in prefix:
-        raise ValueError(f"watched location {uri!r}: the prefix may not contain '*' (it is added by the trigger)")
-    return bucket, prefix
-
-
-def watched_resource(bucket: str, prefix: str = "") -> str:
-    """The resource-id pattern of the watched objects: ``s3://bucket/prefix/*``.
-
-    The trailing ``/`` keeps ``s3://b/incoming2/x.wav`` out of a trigger on
-    ``s3://b/incoming``, the same folder rule the bridge's ``--prefix`` applies.
-    """
-    prefix = prefix.strip("/")
-    return f"s3://{bucket}/{prefix}/*" if prefix else f"s3://{bucket}/*"
 
 
 def retrain_trigger(
@@ -164,12 +139,6 @@ def require_env(names: Iterable[str]) -> dict[str, str]:
     return values
 
 
-def is_under(uri: str, base: str) -> bool:
-    """``uri`` is ``base`` itself or inside it (folder-wise: ``s3://b/in2`` is not inside ``s3://b/in``)."""
-    base = base.rstrip("/")
-    return uri.rstrip("/") == base or uri.startswith(base + "/")
-
-
 __all__ = [
     "EVENT_NAME",
     "EVENT_PARAMETERS",
@@ -177,11 +146,8 @@ __all__ = [
     "TRIGGER_NAME",
     "CONCURRENCY_LIMIT",
     "COLLISION_STRATEGY",
-    "split_s3_uri",
-    "watched_resource",
     "retrain_trigger",
     "retrain_concurrency",
     "trigger_as_yaml",
     "require_env",
-    "is_under",
 ]

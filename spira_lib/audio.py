@@ -16,6 +16,7 @@ import numpy as np
 import soundfile as sf
 
 from spira_lib.config import AudioConfig
+from spira_lib.reasons import Problem, Reason
 
 # Bump when preprocess() changes its output, so feature caches keyed on it go stale.
 PREPROCESS_VERSION = 1
@@ -29,11 +30,18 @@ _HOP_S = 0.01
 
 
 class AudioError(ValueError):
-    """A recording cannot be used; the message is a plain reason, prefixed by the file name when known."""
+    """A recording cannot be used; the message is a plain reason, prefixed by the file name when known.
+
+    ``code`` says which kind of problem it is (a ``reasons.Reason``), so callers never parse the message.
+    """
+
+    def __init__(self, message: str, code: Reason = Reason.UNREADABLE) -> None:
+        super().__init__(message)
+        self.code = code
 
 
-def _fail(name: str, reason: str) -> AudioError:
-    return AudioError(f"{name}: {reason}" if name else reason)
+def _fail(name: str, reason: str, code: Reason = Reason.UNREADABLE) -> AudioError:
+    return AudioError(f"{name}: {reason}" if name else reason, code)
 
 
 def _wav_truncation(data: bytes) -> str | None:
@@ -64,10 +72,10 @@ def read_native(data: bytes, *, name: str = "") -> tuple[np.ndarray, int]:
     Raises AudioError for empty, unreadable or truncated data and for NaN/inf samples.
     """
     if not data:
-        raise _fail(name, "empty file (0 bytes)")
+        raise _fail(name, "empty file (0 bytes)", Reason.EMPTY_FILE)
     truncated = _wav_truncation(data)
     if truncated:
-        raise _fail(name, truncated)
+        raise _fail(name, truncated, Reason.TRUNCATED)
     try:
         with sf.SoundFile(io.BytesIO(data)) as fh:
             sr = int(fh.samplerate)
@@ -81,10 +89,10 @@ def read_native(data: bytes, *, name: str = "") -> tuple[np.ndarray, int]:
         raise _fail(name, f"invalid sample rate {sr}")
     # Compressed formats (FLAC/OGG) cut short report the full length but decode less.
     if 0 < declared < (1 << 62) and len(frames) < declared:
-        raise _fail(name, f"truncated audio: header declares {declared} frames but only {len(frames)} decode")
+        raise _fail(name, f"truncated audio: header declares {declared} frames but only {len(frames)} decode", Reason.TRUNCATED)
     bad = int(np.count_nonzero(~np.isfinite(frames)))
     if bad:
-        raise _fail(name, f"{bad} of {frames.size} samples are NaN or infinite")
+        raise _fail(name, f"{bad} of {frames.size} samples are NaN or infinite", Reason.NAN_SAMPLES)
     return frames, sr
 
 
@@ -117,8 +125,8 @@ def _dbfs(x: float) -> float:
     return 20.0 * float(np.log10(x)) if x > 0 else float("-inf")
 
 
-def check_quality(wave: np.ndarray, sr: int, cfg: AudioConfig) -> str | None:
-    """The reason a clip is unusable, or None.
+def check_quality(wave: np.ndarray, sr: int, cfg: AudioConfig) -> Problem | None:
+    """Why a clip is unusable, or None.
 
     ``wave`` is mono ``(n,)`` or multi-channel ``(n, channels)``; for the latter
     the peak and the clipping test look at every channel (a single clipped
@@ -127,24 +135,25 @@ def check_quality(wave: np.ndarray, sr: int, cfg: AudioConfig) -> str | None:
     wave = np.asarray(wave)
     n = wave.shape[0] if wave.ndim else 0
     if n == 0:
-        return "zero-length clip (no audio samples)"
+        return Problem(Reason.ZERO_LENGTH, "zero-length clip (no audio samples)")
     duration = n / sr
     if duration < cfg.min_duration_s:
         shown = f"{duration:.1f}"
         if shown == f"{cfg.min_duration_s:.1f}":
             shown = f"{duration:.3f}"  # "3.996 s", not a contradictory "4.0 s, shorter than 4.0 s"
-        return f"clip is {shown} s, shorter than the {cfg.min_duration_s:.1f} s window"
+        return Problem(Reason.TOO_SHORT, f"clip is {shown} s, shorter than the {cfg.min_duration_s:.1f} s window")
     mag = np.abs(wave) if wave.ndim == 1 else np.abs(wave).max(axis=1)
     peak = float(mag.max())
     peak_db = _dbfs(peak)
     if peak_db < cfg.silence_dbfs:
         shown = "-inf" if peak == 0 else f"{peak_db:.1f}"
-        return f"near-silent clip: peak {shown} dBFS is below {cfg.silence_dbfs:.1f} dBFS"
+        return Problem(Reason.SILENT, f"near-silent clip: peak {shown} dBFS is below {cfg.silence_dbfs:.1f} dBFS")
     clipped = float(np.count_nonzero(mag >= cfg.clip_level)) / n
     if clipped > cfg.max_clipped_fraction:
-        return (
+        return Problem(
+            Reason.CLIPPED,
             f"clipped: {clipped:.1%} of samples at or above {cfg.clip_level:g} full scale "
-            f"(limit {cfg.max_clipped_fraction:.1%})"
+            f"(limit {cfg.max_clipped_fraction:.1%})",
         )
     return None
 

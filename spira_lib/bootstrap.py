@@ -1,20 +1,26 @@
-"""Composition root: the one place that turns URIs and config into concrete adapters.
+"""Composition root: the one place that turns URIs into concrete adapters and wires them.
 
-Everything else receives ports (``ObjectStore``) and never constructs a
-backend itself, so tests can hand the core a ``MemoryStore`` and production an
-S3 store without the domain code knowing.
+Everything else receives ports (``ObjectStore``, ``ModelRegistry``,
+``Workspace``) and never constructs a backend itself, so tests can hand the
+core a ``MemoryStore`` and production an S3 store without the domain code
+knowing. ``workspace_for`` keeps one workspace per (dataset, registry, noise)
+in each process, so every step of a run shares the same ports and the ward
+noise is decoded once.
 """
 from __future__ import annotations
 
+import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from spira_lib.adapters.local import LocalFolderStore
 from spira_lib.adapters.memory import MemoryStore
+from spira_lib.feature_store import FeatureStore
+from spira_lib.pipeline.workspace import Workspace
 from spira_lib.ports import ObjectStore
+from spira_lib.registry import ModelRegistry
 
-if TYPE_CHECKING:
-    from spira_lib.config import SpiraConfig
+_WORKSPACES: dict[tuple[str, str, str], Workspace] = {}
+_LOCK = threading.Lock()
 
 
 def open_store(uri: str | Path) -> ObjectStore:
@@ -34,24 +40,39 @@ def open_store(uri: str | Path) -> ObjectStore:
     return LocalFolderStore(text)
 
 
-def open_workspace(data_uri: str | Path, registry_uri: str | Path, cfg: "SpiraConfig"):
-    """Wire a pipeline Workspace: dataset store, registry-side store, registry, feature store, noise."""
-    from spira_lib.feature_store import FeatureStore
-    from spira_lib.pipeline import Workspace
-    from spira_lib.registry import ModelRegistry
+def open_registry(uri: str | Path) -> ModelRegistry:
+    """The model registry stored at ``uri``."""
+    return ModelRegistry(open_store(uri))
 
+
+def open_workspace(data_uri: str | Path, registry_uri: str | Path, noise_dir: str = "noises") -> Workspace:
+    """Wire a Workspace: dataset store, registry-side store, registry, feature store, noise location.
+
+    ``noise_dir`` is a folder of the dataset, or an absolute path/URI of its own.
+    """
     data = open_store(data_uri)
     store = open_store(registry_uri)
-    noise_dir = cfg.augment.noise_dir
     if "://" in noise_dir or noise_dir.startswith("/"):
         noise, noise_prefix = open_store(noise_dir), ""
     else:
         noise, noise_prefix = data, noise_dir
     return Workspace(
-        data=data,
-        store=store,
-        noise=noise,
-        noise_prefix=noise_prefix,
-        registry=ModelRegistry(store),
-        features=FeatureStore(store),
+        data=data, store=store, noise=noise, noise_prefix=noise_prefix,
+        registry=ModelRegistry(store), features=FeatureStore(store),
     )
+
+
+def workspace_for(data_uri: str, registry_uri: str, noise_dir: str) -> Workspace:
+    """The process's workspace for these locations, opened on first use."""
+    key = (str(data_uri), str(registry_uri), noise_dir)
+    with _LOCK:
+        ws = _WORKSPACES.get(key)
+        if ws is None:
+            ws = _WORKSPACES[key] = open_workspace(data_uri, registry_uri, noise_dir)
+        return ws
+
+
+def forget_workspaces() -> None:
+    """Drop the cached workspaces (tests that recreate stores under the same URIs)."""
+    with _LOCK:
+        _WORKSPACES.clear()

@@ -10,13 +10,14 @@ ignored setting.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from spira_lib.hashing import stable_hash
 
 
 class ConfigError(ValueError):
@@ -233,12 +234,6 @@ class SpiraConfig(_Section):
         if sections:
             data = {name: data[name] for name in sections}
         return stable_hash(data)
-
-
-def stable_hash(obj: Any) -> str:
-    """sha256 of a JSON-able object with sorted keys (stable across processes)."""
-    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _format_error(err: ValidationError) -> str:

@@ -12,7 +12,6 @@ features, and a snapshot with 5% new clips computes features for those only.
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 import time
@@ -23,60 +22,14 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from spira_lib.audio import AudioError, decode_audio, mix_at_snr, preprocess
-from spira_lib.config import AugmentConfig, EvaluationConfig, stable_hash
+from spira_lib.audio import AudioError, decode_audio, preprocess
+from spira_lib.config import AugmentConfig, EvaluationConfig
+from spira_lib.hashing import stable_hash
 from spira_lib.features import FEATURE_CODE_VERSION, FeatureExtractor
+from spira_lib.noise import NoiseBank
 from spira_lib.ports import ObjectNotFound, ObjectStore, join_key
 
 log = logging.getLogger(__name__)
-
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
-
-
-# --------------------------------------------------------------------------- noise
-
-
-class NoiseBank:
-    """Ward-noise recordings used for augmentation and for the shortcut check."""
-
-    def __init__(self, clips: Sequence[np.ndarray], names: Sequence[str], digest: str) -> None:
-        self.clips = list(clips)
-        self.names = list(names)
-        self.digest = digest
-
-    def __len__(self) -> int:
-        return len(self.clips)
-
-    @classmethod
-    def load(cls, store: ObjectStore, prefix: str, sample_rate: int) -> "NoiseBank":
-        """Decode every audio object under ``prefix``; unreadable ones are logged and skipped."""
-        clips, names, hashes = [], [], []
-        for info in store.list(join_key(prefix) + "/" if prefix else ""):
-            if not info.key.lower().endswith(AUDIO_EXTENSIONS):
-                continue
-            data = store.get(info.key)
-            try:
-                wave, _ = decode_audio(data, target_sr=sample_rate, name=info.key)
-            except AudioError as exc:
-                log.warning("noise file %s skipped: %s", info.key, exc)
-                continue
-            if len(wave) < sample_rate // 10:
-                log.warning("noise file %s skipped: shorter than 0.1 s", info.key)
-                continue
-            clips.append(wave)
-            names.append(info.key)
-            hashes.append(stable_hash(info.key + ":" + str(len(data)) + ":" + _sha256(data)))
-        return cls(clips, names, stable_hash(sorted(hashes))[:16] if hashes else "none")
-
-    def mix(self, wave: np.ndarray, rng: np.random.Generator, snr_min: float, snr_max: float) -> np.ndarray:
-        noise = self.clips[int(rng.integers(len(self.clips)))]
-        snr = float(rng.uniform(snr_min, snr_max))
-        return mix_at_snr(wave, noise, snr, rng)
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
 
 # --------------------------------------------------------------------------- variants
 

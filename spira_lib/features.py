@@ -10,7 +10,8 @@ import numpy as np
 import torch
 import torchaudio
 
-from spira_lib.config import FeatureConfig, stable_hash
+from spira_lib.config import FeatureConfig
+from spira_lib.hashing import stable_hash
 
 # Bump when the extraction code changes its output for the same config
 # (e.g. a different preprocessing step): every cached feature becomes stale.

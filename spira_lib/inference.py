@@ -8,7 +8,7 @@ import numpy as np
 from spira_lib.audio import decode_audio, preprocess
 from spira_lib.checkpoint import LoadedCheckpoint, load_checkpoint
 from spira_lib.features import FeatureExtractor
-from spira_lib.training import predict_arrays
+from spira_lib.training.predict import predict_arrays
 
 
 @dataclass

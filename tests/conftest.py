@@ -50,7 +50,7 @@ def fast_overrides() -> dict:
 @pytest.fixture(scope="session")
 def demo_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small generated dataset in SPIRA's format (read-only: copy it before changing it)."""
-    from spira_lib.demo_data import generate_demo_dataset
+    from spira_demo import generate_demo_dataset
 
     out = tmp_path_factory.mktemp("demo") / "data"
     generate_demo_dataset(out, speakers=32, seed=11)

@@ -157,7 +157,7 @@ def stack(e2e_moto: str, e2e_prefect: str, in_process_clients: None, fast_overri
     from prefect.client.orchestration import get_client
 
     from spira_lib.adapters.s3 import make_s3_client
-    from spira_lib.demo_data import generate_demo_dataset
+    from spira_demo import generate_demo_dataset
 
     uid = uuid.uuid4().hex[:8]
     bucket, name = f"spira-e2e-{uid}", f"e2e-{uid}"

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from unittest import mock
 from pathlib import Path
 
 import polars as pl
@@ -11,10 +12,13 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter, FlowRunFilterId
 from prefect.testing.utilities import prefect_test_harness
 
-from flows.retrain import check_trigger, retrain_flow, rollback_flow
-from spira_lib.bootstrap import open_store
-from spira_lib.demo_data import generate_demo_dataset
-from spira_lib.registry import ModelRegistry
+from flows.common import check_trigger
+from flows.retrain import retrain_flow
+from flows.rollback import rollback_flow
+from spira_lib import bootstrap
+from spira_lib.bootstrap import open_registry
+from spira_lib.noise import NoiseBank
+from spira_demo import generate_demo_dataset
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +32,7 @@ def harness():
 def _run(data: Path, reg: Path, overrides: dict, **kw) -> tuple[dict, object]:
     state = retrain_flow(data_uri=str(data), registry_uri=str(reg), overrides=overrides, return_state=True, **kw)
     assert state.is_completed(), state
-    return state.result(), state.state_details.flow_run_id
+    return state.result().model_dump(), state.state_details.flow_run_id
 
 
 def _artifacts(flow_run_id) -> dict:
@@ -43,7 +47,7 @@ def _artifacts(flow_run_id) -> dict:
 def _task_names(flow_run_id) -> list[str]:
     with get_client(sync_client=True) as c:
         runs = c.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-    return [r.name.rsplit("-", 1)[0] for r in runs]
+    return [r.name for r in runs]
 
 
 def _feature_files(reg: Path) -> dict[str, float]:
@@ -55,8 +59,18 @@ def first(tmp_path_factory, demo_dataset, fast_overrides):
     root = tmp_path_factory.mktemp("flow")
     data, reg = root / "data", root / "reg"
     shutil.copytree(demo_dataset, data)
-    result, run_id = _run(data, reg, fast_overrides)
-    return {"data": data, "reg": reg, "result": result, "run_id": run_id, "features": _feature_files(reg)}
+    bootstrap.forget_workspaces()
+    # Count how often the run opens its workspace and decodes the ward noise.
+    with mock.patch.object(bootstrap, "open_workspace", wraps=bootstrap.open_workspace) as opens, \
+            mock.patch.object(NoiseBank, "load", wraps=NoiseBank.load) as loads:
+        result, run_id = _run(data, reg, fast_overrides)
+    return {"data": data, "reg": reg, "result": result, "run_id": run_id, "features": _feature_files(reg),
+            "opens": opens.call_count, "noise_loads": loads.call_count}
+
+
+def test_one_run_opens_its_workspace_once_and_decodes_the_noise_once(first):
+    assert first["opens"] == 1
+    assert first["noise_loads"] == 1
 
 
 def test_first_run_registers_and_posts_the_artifacts(first):
@@ -83,8 +97,8 @@ def test_rerun_on_the_same_snapshot_trains_nothing(first, fast_overrides):
     result, run_id = _run(first["data"], first["reg"], fast_overrides)
     assert result["skipped"] is True and result["version"] == 1
     names = _task_names(run_id)
-    assert "train-model" not in names and "register-model" not in names and "extract-features" not in names
-    assert [v.version for v in ModelRegistry(open_store(first["reg"])).list_versions("spira")] == [1]
+    assert names and not any(n.startswith(("train ", "register ", "features ")) for n in names), names
+    assert [v.version for v in open_registry(first["reg"]).list_versions("spira")] == [1]
     assert "Nothing to train" in _artifacts(run_id)["spira-validation-report"][0].data
 
 
@@ -98,7 +112,7 @@ def test_added_clips_recompute_only_their_features(first, fast_overrides, tmp_pa
     after = _feature_files(first["reg"])
     assert all(after[p] == m for p, m in before.items()), "existing feature files were rewritten"
     new_shas = {Path(p).name.split(".")[0] for p in set(after) - set(before)}
-    reg = ModelRegistry(open_store(first["reg"]))
+    reg = open_registry(first["reg"])
     split2 = pl.read_parquet(reg.load_artifact(reg.get("spira", version=2), "split.parquet"))
     split1 = pl.read_parquet(reg.load_artifact(reg.get("spira", version=1), "split.parquet"))
     added = set(split2.filter(pl.col("key").str.starts_with("batch2/"))["sha256"])
@@ -153,14 +167,14 @@ def test_worse_challenger_is_rejected_with_its_reason(tmp_path, fast_overrides):
     assert challenger["version"] == 2 and challenger["promoted"] is False, challenger["decision"]
     reasons = " ".join(challenger["decision"]["reasons"])
     assert "AUC" in reasons and "champion" in reasons.lower()
-    registry = ModelRegistry(open_store(reg))
+    registry = open_registry(reg)
     assert registry.champion("spira").version == 1
     assert registry.ledger("spira")[-1]["action"] == "reject"
     assert "reject" in _artifacts(run_id)["spira-validation-report"][0].data.lower()
 
 
 def test_rollback_flow_moves_champion_back(first):
-    registry = ModelRegistry(open_store(first["reg"]))
+    registry = open_registry(first["reg"])
     if registry.champion("spira").version != 2:
         registry.promote("spira", 2, reason="test: make v2 champion")
     out = rollback_flow(registry_uri=str(first["reg"]), model_name="spira", reason="test rollback")

@@ -7,11 +7,10 @@ import pytest
 from prefect import flow
 from prefect.testing.utilities import prefect_test_harness
 
-from flows.retrain import extract_all_features
+from flows.retrain import TaskSteps
 from flows.runners import make_task_runner
-from spira_lib.bootstrap import open_workspace
-from spira_lib.config import build_config
-from spira_lib.pipeline import feature_chunk_count, snapshot_step, split_step, validate_step
+from spira_lib.pipeline import RunSpec
+from spira_lib.pipeline.data_steps import feature_chunk_count, snapshot_step, split_step, validate_step
 
 pytestmark = pytest.mark.slow
 
@@ -22,9 +21,8 @@ def harness():
         yield
 
 
-def _prepare(data, reg, cfg):
-    ws = open_workspace(data, reg, cfg)
-    return split_step(ws, validate_step(ws, snapshot_step(ws, cfg), cfg), cfg)
+def _prepare(spec):
+    return split_step(spec, validate_step(spec, snapshot_step(spec)))
 
 
 def _features(reg) -> dict[str, bytes]:
@@ -40,22 +38,22 @@ def test_runner_is_chosen_by_configuration(monkeypatch):
 
 
 def test_dask_fan_out_gives_identical_features(tmp_path, demo_dataset, fast_overrides):
-    cfg = build_config(overrides={**fast_overrides, "runtime.feature_chunk_clips": 8, "runtime.feature_workers": 1})
-    cfg_dict = cfg.model_dump(mode="json")
+    overrides = {**fast_overrides, "runtime.feature_chunk_clips": 8, "runtime.feature_workers": 1}
     results = {}
     for kind in ("thread", "dask"):
         reg = tmp_path / kind
-        split = _prepare(demo_dataset, reg, cfg)
+        spec = RunSpec.build(demo_dataset, reg, overrides=overrides)
+        split = _prepare(spec)
         assert feature_chunk_count(split, 8) == 4  # 32 clips -> 4 tasks
 
         @flow(name=f"features-{kind}", task_runner=make_task_runner(kind))
         def run():
-            return extract_all_features(str(demo_dataset), str(reg), cfg_dict, split)
+            return TaskSteps(spec).features(split)
 
         results[kind] = (run(), _features(reg))
     (thread_stats, thread_files), (dask_stats, dask_files) = results["thread"], results["dask"]
-    assert thread_stats["chunks"] == dask_stats["chunks"] == 4
-    assert thread_stats["computed"] == dask_stats["computed"] > 32
+    assert thread_stats.chunks == dask_stats.chunks == 4
+    assert thread_stats.computed == dask_stats.computed > 32
     assert thread_files.keys() == dask_files.keys()
     assert all(thread_files[k] == dask_files[k] for k in thread_files)
     one = next(iter(thread_files))

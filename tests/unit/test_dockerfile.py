@@ -114,7 +114,7 @@ def test_layer_order_keeps_the_dependency_layer_cached() -> None:
     stage = final_stage()
     copy_pyproject = index_of("COPY", lambda a: a.split()[0] == "pyproject.toml")
     install_deps = index_of("RUN", lambda a: "-r pyproject.toml" in a)
-    first_code = index_of("COPY", lambda a: a.split()[0].rstrip("/") in {"spira_lib", "tasks", "flows", "deployments"})
+    first_code = index_of("COPY", lambda a: a.split()[0].rstrip("/") in {"spira_lib", "spira_cli", "tasks", "flows", "deployments"})
     assert copy_pyproject < install_deps < first_code
     for op, args in stage:
         if op in ("COPY", "ADD"):
@@ -127,7 +127,7 @@ def test_flow_code_lives_where_prefect_yaml_pulls_it() -> None:
 
     workdir = [a for o, a in final_stage() if o == "WORKDIR"][-1]
     copied = {a.split()[0].rstrip("/") for o, a in final_stage() if o == "COPY" and "--from" not in a}
-    assert {"spira_lib", "tasks", "flows", "deployments", "configs"} <= copied
+    assert {"spira_lib", "spira_cli", "tasks", "flows", "deployments", "configs"} <= copied
     raw = yaml.safe_load((ROOT / "prefect.yaml").read_text())
     for dep in raw["deployments"]:
         if dep["name"] == "gpu":

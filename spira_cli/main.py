@@ -1,0 +1,303 @@
+"""`spira` command line: a client of the core (``spira_lib``) and of the flows.
+
+Core commands (demo-data, train, evaluate, predict, registry) never import
+Prefect; the orchestration commands (retrain, demo, serve, s3-bridge) import it
+lazily, inside the command.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="SPIRA continuous training.")
+registry_app = typer.Typer(no_args_is_help=True, help="Inspect and move registered models.")
+app.add_typer(registry_app, name="registry")
+
+ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config file (defaults: SPIRA's published settings).")
+SetOpt = typer.Option(None, "--set", help="Override a config field, e.g. --set training.epochs=5 (repeatable).")
+
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def _config(config: Optional[Path], sets: Optional[List[str]], seed: Optional[int] = None):
+    from spira_lib.config import ConfigError, load_config, parse_override
+
+    try:
+        overrides = dict(parse_override(s) for s in (sets or []))
+        if seed is not None:
+            overrides["training.seed"] = seed
+        return load_config(config, overrides)
+    except ConfigError as exc:
+        _fail(str(exc), 2)
+
+
+def _log_setup(quiet: bool) -> None:
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def _print_outcome(outcome, as_json: bool) -> None:
+    """One JSON object as the last line (--json), or one sentence."""
+    if as_json:
+        typer.echo(json.dumps(outcome.model_dump(include={"model", "version", "metrics", "promoted", "skipped"}), default=str))
+    else:
+        typer.echo(f"model {outcome.model} v{outcome.version}: {outcome.verdict} ({outcome.uri})")
+
+
+def _say(quiet: bool):
+    return (lambda _m: None) if quiet else (lambda m: typer.echo(m, err=True))
+
+
+@app.command("demo-data")
+def demo_data(
+    out_dir: Path = typer.Argument(..., help="Folder to write the dataset into."),
+    speakers: int = typer.Option(200, "--speakers", min=4),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Write a synthetic dataset in SPIRA's format, plus ward-noise recordings."""
+    from spira_demo import generate_demo_dataset
+
+    summary = generate_demo_dataset(out_dir, speakers=speakers, seed=seed)
+    typer.echo(json.dumps(summary.to_dict(), default=str))
+
+
+@app.command()
+def train(
+    data: str = typer.Option(..., "--data", help="Dataset folder or s3://bucket/prefix."),
+    registry: str = typer.Option(..., "--registry", help="Registry folder or s3://bucket/prefix."),
+    config: Optional[Path] = ConfigOpt,
+    sets: Optional[List[str]] = SetOpt,
+    seed: Optional[int] = typer.Option(None, "--seed", help="Training seed (overrides training.seed)."),
+    model: str = typer.Option("spira", "--model", help="Registered model name."),
+    force: bool = typer.Option(False, "--force", help="Train even if this snapshot + config was trained before."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
+) -> None:
+    """validate -> features -> split -> train -> evaluate -> register (and promote through the gate)."""
+    from spira_lib.pipeline import PipelineError, RunSpec, run_pipeline
+
+    _log_setup(as_json)
+    spec = RunSpec(data_uri=data, registry_uri=registry, config=_config(config, sets, seed), model_name=model)
+
+    def on_epoch(s) -> None:
+        if not as_json:
+            typer.echo(f"  epoch {s.epoch:3d}  train_loss {s.train_loss:.4f}  val_loss {s.val_loss:.4f}  val_acc {s.val_accuracy:.3f}{'  *' if s.is_best else ''}", err=True)
+
+    try:
+        outcome = run_pipeline(spec, force=force, say=_say(False), on_epoch=on_epoch)
+    except PipelineError as exc:
+        _fail(str(exc))
+    _print_outcome(outcome, as_json)
+
+
+@app.command()
+def evaluate(
+    registry: str = typer.Option(..., "--registry"),
+    data: str = typer.Option(..., "--data", help="Any labelled dataset in SPIRA's format."),
+    model: str = typer.Option("spira", "--model", help="NAME, NAME@ALIAS or NAME:VERSION (NAME = its champion)."),
+    config: Optional[Path] = ConfigOpt,
+    sets: Optional[List[str]] = SetOpt,
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Score a registered model on a labelled dataset."""
+    from spira_lib.pipeline import PipelineError, RunSpec, evaluate_dataset
+    from spira_lib.registry import RegistryError
+
+    _log_setup(as_json)
+    spec = RunSpec(data_uri=data, registry_uri=registry, config=_config(config, sets))
+    try:
+        result = evaluate_dataset(spec, model)
+    except (PipelineError, RegistryError) as exc:
+        _fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps(result.metrics, default=str))
+        return
+    typer.echo(f"{result.model} v{result.version} on {result.data} ({result.metrics['n_files']} files, {result.n_quarantined} quarantined)")
+    for k, v in result.metrics.items():
+        typer.echo(f"  {k:18s} {v if not isinstance(v, float) else f'{v:.4f}'}")
+
+
+@app.command()
+def predict(
+    files: List[Path] = typer.Argument(..., help="Audio files (WAV/FLAC/OGG)."),
+    registry: str = typer.Option(..., "--registry"),
+    model: str = typer.Option("spira", "--model"),
+    threshold: float = typer.Option(0.5, "--threshold", min=0.0, max=1.0),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Per-file probability of respiratory insufficiency and the decision."""
+    from spira_lib.audio import AudioError
+    from spira_lib.bootstrap import open_registry
+    from spira_lib.inference import Predictor
+    from spira_lib.registry import RegistryError
+
+    reg = open_registry(registry)
+    try:
+        mv = reg.resolve(model)
+        predictor = Predictor.from_bytes(reg.load_artifact(mv, "model.pt"), threshold)
+    except RegistryError as exc:
+        _fail(str(exc))
+    failed = 0
+    for f in files:
+        try:
+            p = predictor.predict_bytes(str(f), f.read_bytes())
+        except (OSError, AudioError) as exc:
+            failed += 1
+            typer.secho(f"{f}: cannot score: {exc}", fg=typer.colors.RED, err=True)
+            continue
+        typer.echo(json.dumps(p.to_dict()) if as_json else f"{p.file}\t{p.probability:.4f}\t{p.decision}")
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def retrain(
+    data: str = typer.Option(..., "--data", help="Dataset folder or s3://bucket/prefix."),
+    registry: str = typer.Option(..., "--registry", help="Registry folder or s3://bucket/prefix."),
+    config: Optional[Path] = ConfigOpt,
+    sets: Optional[List[str]] = SetOpt,
+    model: str = typer.Option("spira", "--model"),
+    force: bool = typer.Option(False, "--force", help="Ignore caches and the already-trained check."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Run the spira-retrain Prefect flow (embedded server unless PREFECT_API_URL is set)."""
+    from spira_lib.config import ConfigError, parse_override
+
+    try:
+        overrides = dict(parse_override(s) for s in (sets or []))
+        _config(config, sets)  # fail fast with a clear message before Prefect starts
+    except ConfigError as exc:
+        _fail(str(exc), 2)
+    from spira_cli.orchestrated import run_retrain
+
+    outcome = run_retrain(data, registry, config_path=str(config) if config else None, overrides=overrides, model_name=model, force=force)
+    _print_outcome(outcome, as_json)
+
+
+@app.command()
+def demo(
+    workdir: Path = typer.Option(Path("demo"), "--workdir", help="Where the demo dataset and registry go."),
+    speakers: int = typer.Option(200, "--speakers", min=8),
+    seed: int = typer.Option(0, "--seed"),
+    plain: bool = typer.Option(False, "--plain", help="Run the pipeline without Prefect."),
+) -> None:
+    """Generate the demo dataset (once) and run the main job on it with embedded defaults."""
+    from spira_demo import generate_demo_dataset
+
+    data_dir, reg_dir = workdir / "data", workdir / "registry"
+    if not any(data_dir.glob("**/*.csv")):
+        typer.echo(f"generating the demo dataset ({speakers} speakers) in {data_dir} ...", err=True)
+        generate_demo_dataset(data_dir, speakers=speakers, seed=seed)
+    if plain:
+        train(data=str(data_dir), registry=str(reg_dir), config=None, sets=None, seed=None, model="spira", force=False, as_json=False)
+        return
+    from spira_cli.orchestrated import run_demo_flow
+
+    run_demo_flow(data_dir, reg_dir)
+
+
+_PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
+
+
+@app.command("s3-bridge", context_settings=_PASSTHROUGH, add_help_option=False)
+def s3_bridge(ctx: typer.Context) -> None:
+    """Long-poll SQS for S3 notifications and emit Prefect events (see --help of the bridge)."""
+    from deployments.s3_bridge import main as bridge_main
+
+    raise typer.Exit(bridge_main(list(ctx.args)) or 0)
+
+
+@app.command("serve", context_settings=_PASSTHROUGH, add_help_option=False)
+def serve(ctx: typer.Context) -> None:
+    """Serve the spira deployments (event trigger included) from this process; needs PREFECT_API_URL."""
+    from deployments.serve import main as serve_main
+
+    raise typer.Exit(serve_main(list(ctx.args)) or 0)
+
+
+@registry_app.command("list")
+def registry_list(registry: str = typer.Option(..., "--registry")) -> None:
+    """Models, their versions and aliases."""
+    from spira_lib.bootstrap import open_registry
+
+    reg = open_registry(registry)
+    for name in reg.list_models():
+        aliases = reg.aliases(name)
+        for mv in reg.list_versions(name):
+            tags = ",".join(a for a, v in aliases.items() if v == mv.version)
+            auc = (mv.metadata.get("metrics") or {}).get("roc_auc")
+            auc_txt = f"{auc:.3f}" if isinstance(auc, float) else "-"
+            typer.echo(f"{name}\tv{mv.version}\t{mv.created_at}\troc_auc={auc_txt}\t{tags}")
+
+
+@registry_app.command("show")
+def registry_show(
+    ref: str = typer.Argument("spira", help="NAME, NAME@ALIAS or NAME:VERSION"),
+    registry: str = typer.Option(..., "--registry"),
+    ledger: bool = typer.Option(False, "--ledger", help="Also print the promotion ledger."),
+) -> None:
+    """One version's metadata (JSON)."""
+    from spira_lib.bootstrap import open_registry
+    from spira_lib.registry import RegistryError
+
+    reg = open_registry(registry)
+    try:
+        mv = reg.resolve(ref)
+    except RegistryError as exc:
+        _fail(str(exc))
+    out = mv.to_dict()
+    out["aliases"] = {a: v for a, v in reg.aliases(mv.name).items() if v == mv.version}
+    if ledger:
+        out["ledger"] = reg.ledger(mv.name)
+    typer.echo(json.dumps(out, indent=2, default=str))
+
+
+@registry_app.command("promote")
+def registry_promote(
+    ref: str = typer.Argument(..., help="NAME:VERSION to make champion"),
+    registry: str = typer.Option(..., "--registry"),
+    reason: str = typer.Option("manual promotion", "--reason"),
+) -> None:
+    """Make a version the champion (recorded in the ledger)."""
+    from spira_lib.bootstrap import open_registry
+    from spira_lib.registry import RegistryError
+
+    reg = open_registry(registry)
+    try:
+        mv = reg.resolve(ref)
+        reg.promote(mv.name, mv.version, reason=reason, actor="cli")
+    except RegistryError as exc:
+        _fail(str(exc))
+    typer.echo(f"{mv.name} v{mv.version} is now champion")
+
+
+@registry_app.command("rollback")
+def registry_rollback(
+    name: str = typer.Argument("spira"),
+    registry: str = typer.Option(..., "--registry"),
+    reason: str = typer.Option("manual rollback", "--reason"),
+) -> None:
+    """Move champion back to the previous champion (recorded in the ledger)."""
+    from spira_lib.bootstrap import open_registry
+    from spira_lib.registry import RegistryError
+
+    reg = open_registry(registry)
+    try:
+        mv = reg.rollback(name, reason=reason, actor="cli")
+    except RegistryError as exc:
+        _fail(str(exc))
+    typer.echo(f"{name}: champion rolled back to v{mv.version}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

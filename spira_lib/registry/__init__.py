@@ -1,0 +1,17 @@
+"""Model registry over the ObjectStore port: immutable numbered versions, aliases, a ledger.
+
+``documents`` holds the stored document models and the key layout, ``ledger``
+the aliases and the champion history, ``registry`` the versions, and
+``verify`` the consistency check.
+"""
+from spira_lib.registry.documents import (
+    ACTIONS,
+    DEFAULT_ALIAS,
+    MARKER,
+    IntegrityError,
+    ModelVersion,
+    RegistryError,
+)
+from spira_lib.registry.registry import ModelRegistry
+
+__all__ = ["ACTIONS", "DEFAULT_ALIAS", "MARKER", "IntegrityError", "ModelRegistry", "ModelVersion", "RegistryError"]

@@ -1,0 +1,345 @@
+"""ModelRegistry: named models with numbered immutable versions, aliases and an append-only ledger.
+
+Why this shape: S3 has neither rename nor multi-object transactions, so every
+change is "immutable objects first, one small pointer object last". A version
+is visible only once its ``version.json`` exists, so an interrupted register
+leaves an invisible folder (``verify`` reports it) and the next register skips
+its number rather than reusing it. Artifacts are re-hashed on every load.
+
+Concurrency assumption: one writer per model at a time (the Prefect deployment
+runs with concurrency limit 1). Writes still re-check existence before every
+put, so a stale listing or a stray second writer is refused (versions) or
+bumped to the next free number (ledger) instead of overwriting anything.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, Mapping
+
+from spira_lib.hashing import sha256_hex
+from spira_lib.ports import ObjectInfo, ObjectNotFound, ObjectStore, join_key
+from spira_lib.registry.documents import (
+    DEFAULT_ALIAS,
+    DIGITS_RE,
+    MARKER,
+    NAME_RE,
+    NAME_RULE,
+    REF_RE,
+    IntegrityError,
+    Layout,
+    ModelVersion,
+    RegistryError,
+    VersionDoc,
+    check_artifact_name,
+    check_json,
+    check_name,
+    check_text,
+    check_version,
+    dump,
+    load_object,
+    validate_doc,
+)
+from spira_lib.registry.ledger import Ledger, where
+
+
+@dataclass
+class Scan:
+    """One listing of a model's ``versions/`` folder, split by what the layout expects."""
+
+    folders: dict[int, dict[str, ObjectInfo]] = field(default_factory=dict)
+    strays: list[str] = field(default_factory=list)  # keys that do not fit the layout
+    highest: int = 0  # highest number seen in any numeric folder, committed or not
+
+    @property
+    def committed(self) -> list[int]:
+        return sorted(n for n, files in self.folders.items() if MARKER in files)
+
+
+def _payload(name: str, artifacts: Mapping[str, bytes]) -> dict[str, bytes]:
+    if not isinstance(artifacts, Mapping) or not artifacts:
+        raise RegistryError(f"register {name!r}: artifacts must be a non-empty dict of filename -> bytes")
+    payload: dict[str, bytes] = {}
+    for filename, data in artifacts.items():
+        check_artifact_name(filename)
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise RegistryError(f"register {name!r}: artifact {filename!r} must be bytes, got {type(data).__name__}")
+        payload[filename] = bytes(data)
+    return payload
+
+
+class ModelRegistry:
+    """Named models with numbered immutable versions, aliases and an append-only ledger."""
+
+    def __init__(self, store: ObjectStore, prefix: str = "models", *, clock: Callable[[], datetime] | None = None) -> None:
+        self.store = store
+        self.layout = Layout(join_key(prefix))
+        self.prefix = self.layout.prefix
+        self._ledger = Ledger(store, self.layout, clock or (lambda: datetime.now(timezone.utc)))
+
+    def _where(self, key: str) -> str:
+        return where(self.store, key)
+
+    # ---- reading versions --------------------------------------------------
+
+    def scan(self, name: str) -> Scan:
+        base = self.layout.versions(name)
+        scan = Scan()
+        for info in self.store.list(base):
+            parts = info.key[len(base):].split("/")
+            number = int(parts[0]) if DIGITS_RE.fullmatch(parts[0]) else 0
+            # Any numeric folder counts, so a half-written or oddly named one is never reused.
+            scan.highest = max(scan.highest, number)
+            if len(parts) == 2 and number >= 1 and parts[0] == f"{number:04d}" and parts[1]:
+                scan.folders.setdefault(number, {})[parts[1]] = info
+            else:
+                scan.strays.append(info.key)
+        return scan
+
+    def read_version(self, name: str, version: int) -> ModelVersion:
+        key = self.layout.marker(name, version)
+        try:
+            doc = load_object(self.store.get(key), "version marker", self._where(key))
+        except ObjectNotFound:
+            raise RegistryError(f"model {name!r} has no committed version {version}") from None
+        if doc.get("name") != name or doc.get("version") != version:
+            raise RegistryError(
+                f"version marker {self._where(key)} describes {doc.get('name')!r} version {doc.get('version')!r}, "
+                f"not {name!r} version {version}"
+            )
+        parsed = validate_doc(VersionDoc, doc, "version marker", self._where(key))
+        return ModelVersion.from_doc(parsed, self._where(self.layout.version(name, version)))
+
+    def _committed_or_raise(self, name: str) -> list[int]:
+        committed = self.scan(name).committed
+        if not committed:
+            known = ", ".join(self.list_models()) or "none"
+            raise RegistryError(
+                f"unknown model {name!r}: no committed versions under {self._where(self.layout.model(name))} "
+                f"(known models: {known})"
+            )
+        return committed
+
+    def get(self, name: str, version: int | None = None, alias: str | None = None) -> ModelVersion:
+        """A committed version by number, by alias, or (neither given) the latest."""
+        check_name(name)
+        if version is not None and alias is not None:
+            raise RegistryError(f"get {name!r}: pass a version or an alias, not both")
+        if version is not None:
+            check_version(version)
+        committed = self._committed_or_raise(name)
+        listed = ", ".join(map(str, committed))
+        if alias is not None:
+            version = self._aliased(name, check_name(alias, "alias"), committed, listed)
+        elif version is None:
+            version = committed[-1]
+        elif version not in committed:
+            raise RegistryError(f"model {name!r} has no version {version} (committed versions: {listed})")
+        return self.read_version(name, version)
+
+    def _aliased(self, name: str, alias: str, committed: list[int], listed: str) -> int:
+        pointed = self._ledger.read_alias(name, alias)
+        if pointed is None:
+            have = ", ".join(sorted(self.aliases(name))) or "none"
+            raise RegistryError(f"model {name!r} has no alias {alias!r} (aliases: {have})")
+        if pointed not in committed:
+            raise RegistryError(
+                f"alias {alias!r} of model {name!r} points to version {pointed}, which is not committed "
+                f"(committed versions: {listed})"
+            )
+        return pointed
+
+    def resolve(self, ref: str, default_alias: str = DEFAULT_ALIAS) -> ModelVersion:
+        """``name`` (the ``default_alias`` version if set, else latest), ``name@alias`` or ``name:3``."""
+        grammar = "expected 'name', 'name@alias' or 'name:<version>'"
+        match = REF_RE.fullmatch(ref.strip()) if isinstance(ref, str) else None
+        if not match:
+            raise RegistryError(f"invalid model reference {ref!r}: {grammar}")
+        name, alias, version = match["name"], match["alias"], match["version"]
+        if not NAME_RE.fullmatch(name):
+            raise RegistryError(f"invalid model reference {ref!r}: model name {name!r} is invalid ({NAME_RULE})")
+        if alias is not None:
+            if not NAME_RE.fullmatch(alias):
+                raise RegistryError(f"invalid model reference {ref!r}: alias {alias!r} is invalid ({NAME_RULE})")
+            return self.get(name, alias=alias)
+        if version is not None:
+            if not DIGITS_RE.fullmatch(version) or int(version) < 1:
+                raise RegistryError(f"invalid model reference {ref!r}: version {version!r} must be an integer starting at 1")
+            return self.get(name, version=int(version))
+        check_name(default_alias, "default alias")
+        self._committed_or_raise(name)
+        if self._ledger.read_alias(name, default_alias) is not None:
+            return self.get(name, alias=default_alias)
+        return self.get(name)
+
+    def load_artifact(self, mv: ModelVersion, filename: str) -> bytes:
+        """The artifact's bytes, after checking them against the size and sha256 in the marker."""
+        check_name(mv.name)
+        check_version(mv.version)
+        expected = mv.artifacts.get(filename)
+        if expected is None:
+            raise RegistryError(f"{mv.ref} has no artifact {filename!r} (artifacts: {', '.join(sorted(mv.artifacts)) or 'none'})")
+        check_artifact_name(filename)
+        key = join_key(self.layout.version(mv.name, mv.version), filename)
+        try:
+            data = self.store.get(key)
+        except ObjectNotFound:
+            raise IntegrityError(f"{self._where(key)} is missing, but {mv.ref}'s {MARKER} lists it") from None
+        digest = sha256_hex(data)
+        if len(data) != expected.get("size") or digest != expected.get("sha256"):
+            raise IntegrityError(
+                f"integrity check failed for {self._where(key)}: expected sha256 {expected.get('sha256')} "
+                f"({expected.get('size')} bytes), found sha256 {digest} ({len(data)} bytes)"
+            )
+        return data
+
+    def list_models(self) -> list[str]:
+        """Names of models with at least one committed version, sorted."""
+        base = f"{self.prefix}/" if self.prefix else ""
+        names = set()
+        for info in self.store.list(base):
+            parts = info.key[len(base):].split("/")
+            if (
+                len(parts) == 4 and parts[1] == "versions" and parts[3] == MARKER and NAME_RE.fullmatch(parts[0])
+                and DIGITS_RE.fullmatch(parts[2]) and parts[2] == f"{int(parts[2]):04d}"
+            ):  # fmt: skip
+                names.add(parts[0])
+        return sorted(names)
+
+    def list_versions(self, name: str) -> list[ModelVersion]:
+        """Committed versions of ``name``, ascending; [] for a model never registered."""
+        check_name(name)
+        return [self.read_version(name, v) for v in self.scan(name).committed]
+
+    def find_by_training_key(self, name: str, key: str) -> ModelVersion | None:
+        """The newest version whose ``metadata["training_key"] == key``, so a retrain of the same inputs is skipped."""
+        check_name(name)
+        check_text(key, "training key")
+        return next((mv for mv in reversed(self.list_versions(name)) if mv.metadata.get("training_key") == key), None)
+
+    # ---- writing versions --------------------------------------------------
+
+    def register(
+        self, name: str, artifacts: Mapping[str, bytes], metadata: dict[str, Any] | None = None,
+        *, reason: str = "registered", actor: str = "spira",
+    ) -> ModelVersion:
+        """Store ``artifacts`` as the next version of ``name``; the marker is written last.
+
+        Metadata is JSON-able (typically training_key, data_digest, config_digest,
+        code_version, metrics). Nothing is written if any input is invalid.
+        """
+        check_name(name)
+        payload = _payload(name, artifacts)
+        metadata = {} if metadata is None else metadata
+        check_json(metadata, "metadata", required_type=dict)
+        check_text(reason, "reason")
+        check_text(actor, "actor")
+        champion = self._ledger.read_alias(name, DEFAULT_ALIAS)
+        version = self.scan(name).highest + 1
+        manifest = self._write_artifacts(name, version, payload)
+        marker = self.layout.marker(name, version)
+        if self.store.exists(marker):
+            raise RegistryError(
+                f"refusing to commit {name!r} version {version}: {self._where(marker)} appeared while "
+                "writing artifacts (another writer?); versions are never overwritten"
+            )
+        doc = {"name": name, "version": version, "created_at": self._ledger.now(), "artifacts": manifest, "metadata": metadata}
+        encoded = dump(doc)
+        self.store.put(marker, encoded)
+        self._ledger.append(name, "register", version, champion, reason, None, actor)
+        stored = VersionDoc.model_validate(json.loads(encoded))  # what readers will see (tuples become lists)
+        return ModelVersion.from_doc(stored, self._where(self.layout.version(name, version)))
+
+    def _write_artifacts(self, name: str, version: int, payload: dict[str, bytes]) -> dict[str, dict[str, Any]]:
+        folder = self.layout.version(name, version)
+        # Under the single-writer assumption these keys are free; HEAD-style checks
+        # (not the listing, which may be stale) guard against overwriting anything.
+        taken = [k for k in [join_key(folder, MARKER), *(join_key(folder, f) for f in payload)] if self.store.exists(k)]
+        if taken:
+            raise RegistryError(
+                f"refusing to register {name!r} version {version}: {self._where(taken[0])} already exists "
+                "(versions are immutable; is another writer registering this model?)"
+            )
+        manifest = {}
+        for filename in sorted(payload):
+            self.store.put(join_key(folder, filename), payload[filename])
+            manifest[filename] = {"sha256": sha256_hex(payload[filename]), "size": len(payload[filename])}
+        return manifest
+
+    # ---- aliases and the ledger --------------------------------------------
+
+    def aliases(self, name: str) -> dict[str, int]:
+        """alias -> version for every alias pointer of ``name``."""
+        return self._ledger.aliases(check_name(name))
+
+    def champion(self, name: str) -> ModelVersion | None:
+        """The version the ``champion`` alias points to, or None when nothing was promoted yet."""
+        if self._ledger.read_alias(check_name(name), DEFAULT_ALIAS) is None:
+            return None
+        return self.get(name, alias=DEFAULT_ALIAS)
+
+    def ledger(self, name: str) -> list[dict[str, Any]]:
+        """Every ledger entry of ``name``, oldest first."""
+        return self._ledger.entries(check_name(name))
+
+    def _check_action(self, name: str, version: int, reason: str, actor: str, decision: dict | None) -> None:
+        check_text(reason, "reason")
+        check_text(actor, "actor")
+        if decision is not None:
+            check_json(decision, "decision", required_type=dict)
+        self.get(name, version=version)
+
+    def promote(self, name: str, version: int, *, reason: str, decision: dict[str, Any] | None = None, actor: str = "spira") -> None:
+        """Make ``version`` the champion: ledger entry first, alias pointer last.
+
+        Promoting the current champion again is a no-op, so a retried flow does not add a second entry.
+        """
+        self._check_action(name, version, reason, actor, decision)
+        _, history, pointer = self._ledger.champion_state(name)
+        current = self._ledger.roll_forward(name, history, pointer)
+        if current == version:
+            return
+        self._ledger.append(name, "promote", version, current, reason, decision, actor)
+        self._ledger.write_alias(name, DEFAULT_ALIAS, version)
+
+    def record_rejection(self, name: str, version: int, *, reason: str, decision: dict[str, Any] | None = None, actor: str = "spira") -> None:
+        """Record that ``version`` was not promoted (ledger only; no pointer moves)."""
+        self._check_action(name, version, reason, actor, decision)
+        self._ledger.append(name, "reject", version, self._ledger.read_alias(name, DEFAULT_ALIAS), reason, decision, actor)
+
+    def rollback(self, name: str, *, reason: str = "manual rollback", actor: str = "spira") -> ModelVersion:
+        """Point the champion back at the version that was champion before the current one.
+
+        Repeated calls keep walking back through the promotion history. If the
+        previous rollback was recorded but its pointer write was lost, this call
+        finishes that rollback instead of going back a second step.
+        """
+        check_text(reason, "reason")
+        check_text(actor, "actor")
+        self._committed_or_raise(check_name(name))
+        entries, history, pointer = self._ledger.champion_state(name)
+        if not history:
+            raise RegistryError(f"cannot roll back model {name!r}: it has no champion yet")
+        top = history[-1]
+        moves = [e for e in entries if e.get("action") in ("promote", "rollback")]
+        if pointer != top and moves and moves[-1].get("action") == "rollback" and moves[-1].get("version") == top:
+            self._ledger.write_alias(name, DEFAULT_ALIAS, top)
+            return self.get(name, version=top)
+        self._ledger.roll_forward(name, history, pointer)
+        if len(history) < 2:
+            raise RegistryError(
+                f"cannot roll back model {name!r}: version {top} is the only champion left in its history, "
+                "there is nothing earlier to roll back to"
+            )
+        target = history[-2]
+        mv = self.get(name, version=target)
+        self._ledger.append(name, "rollback", target, top, reason, None, actor)
+        self._ledger.write_alias(name, DEFAULT_ALIAS, target)
+        return mv
+
+    def fsck(self, name: str) -> list[str]:
+        """Human-readable problems in ``name``'s stored state; [] when it is consistent (see ``verify``)."""
+        from spira_lib.registry.verify import verify_model
+
+        return verify_model(self, self._ledger, name)

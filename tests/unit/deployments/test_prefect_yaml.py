@@ -1,0 +1,280 @@
+"""prefect.yaml, deployments/triggers.py and deployments/serve.py agree on when spira-retrain runs.
+
+A bad edit to the trigger (per-object windows, a UUID that cannot render, no
+settle delay, no concurrency limit, a lost GPU request) fails here, long
+before an upload burst trains 200 times or not at all.
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import re
+import uuid
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import pytest
+import yaml
+from prefect.cli.deploy._models import PrefectYamlModel  # private: prefect is pinned to 3.8.8
+from prefect.cli.deploy._triggers import _initialize_deployment_triggers
+from prefect.client.schemas.objects import ConcurrencyLimitStrategy
+from prefect.utilities.templating import apply_values
+
+from deployments import triggers as T
+
+ROOT = Path(__file__).resolve().parents[3]
+RAW = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+ENV = {
+    "SPIRA_DATA_URI": "s3://spira-raw/incoming",
+    "SPIRA_REGISTRY_URI": "s3://spira-models/registry",
+    "SPIRA_IMAGE": "registry.example.org/spira-ct:0.1.0",
+}
+PLACEHOLDER = re.compile(r"{{\s*\$(\w+)\s*}}")
+
+
+def deployments(flow_fn: str | None = None) -> list[dict[str, Any]]:
+    out = RAW["deployments"]
+    return [d for d in out if flow_fn is None or d["entrypoint"].endswith(":" + flow_fn)]
+
+
+def rendered(obj: Any) -> Any:
+    """What `prefect deploy` makes of the {{ $VAR }} placeholders with ENV exported (it reads os.environ)."""
+    with mock.patch.dict(os.environ, ENV):
+        return apply_values(obj, os.environ, remove_notset=False)
+
+
+def yaml_triggers(dep: dict[str, Any]):
+    return _initialize_deployment_triggers(dep["name"], [dict(t) for t in rendered(dep.get("triggers") or [])])
+
+
+# ------------------------------------------------------------------ prefect.yaml
+
+
+def test_prefect_validates_the_file_and_builds_the_automations() -> None:
+    model = PrefectYamlModel.model_validate(RAW)
+    assert {(d.name, d.entrypoint) for d in model.deployments} == {
+        (target, entrypoint)
+        for target in ("gpu", "local")
+        for entrypoint in ("flows/retrain.py:retrain_flow", "flows/evaluate.py:evaluate_champion_flow", "flows/rollback.py:rollback_flow")
+    }
+    assert {d.work_pool.name for d in model.deployments if d.name == "gpu"} == {"spira-gpu"}
+    assert {d.work_pool.name for d in model.deployments if d.name == "local"} == {"spira-local"}
+    for dep in deployments():
+        for trig in yaml_triggers(dep):
+            trig.set_deployment_id(uuid.uuid4())
+            automation = trig.as_automation()
+            assert automation.actions[0].type == "run-deployment"
+
+
+def test_entrypoints_import_and_parameters_exist() -> None:
+    names = {"retrain_flow": "spira-retrain", "evaluate_champion_flow": "spira-evaluate-champion", "rollback_flow": "spira-rollback"}
+    for dep in deployments():
+        path, fn = dep["entrypoint"].split(":")
+        assert (ROOT / path).is_file(), path
+        flow = getattr(importlib.import_module(path.removesuffix(".py").replace("/", ".")), fn)
+        assert flow.name == names[fn]
+        accepted = set(inspect.signature(flow.fn).parameters)
+        given = set(dep.get("parameters") or {})
+        for trig in dep.get("triggers") or []:
+            given |= set(trig.get("parameters") or {})
+        assert given <= accepted, f"{dep['name']} {fn}: unknown parameters {given - accepted}"
+
+
+@pytest.mark.parametrize("dep", deployments("retrain_flow"), ids=lambda d: d["name"])
+def test_retrain_trigger_is_one_run_per_upload_burst(dep: dict[str, Any]) -> None:
+    (raw,) = dep["triggers"]
+    assert raw["expect"] == [T.EVENT_NAME]
+    assert raw["for_each"] == ["s3.bucket"], "per-object bucketing would start one run per uploaded clip"
+    assert raw["posture"] == "Reactive" and raw["threshold"] == 1
+    assert raw["within"] > 0 and raw["within"] == raw["schedule_after"]
+    assert raw["match"] == {"prefect.resource.id": "{{ $SPIRA_DATA_URI }}/*"}
+    assert raw["parameters"]["trigger"] == "{{ event.resource.id }}"
+    assert re.fullmatch(r"{{\s*event\.id\s*\|\s*string\s*}}", raw["parameters"]["event_id"]), "event.id needs | string"
+    limit = dep["concurrency_limit"]
+    assert limit["limit"] == 1
+    assert ConcurrencyLimitStrategy(limit["collision_strategy"]) == ConcurrencyLimitStrategy.ENQUEUE
+    # The data the run snapshots is the data the trigger watches (the flow refuses anything else).
+    assert dep["parameters"]["data_uri"] == "{{ $SPIRA_DATA_URI }}"
+
+
+@pytest.mark.parametrize("dep", deployments("retrain_flow"), ids=lambda d: d["name"])
+def test_yaml_trigger_matches_the_python_trigger(dep: dict[str, Any]) -> None:
+    (from_yaml,) = yaml_triggers(dep)
+    within = int(from_yaml.within.total_seconds())
+    from_python = T.retrain_trigger("spira-raw", "incoming", within)
+    skip = ("name", "enabled")
+    assert {k: v for k, v in T.trigger_as_yaml(from_yaml).items() if k not in skip} == {
+        k: v for k, v in T.trigger_as_yaml(from_python).items() if k not in skip
+    }
+    assert within == T.DEFAULT_SETTLE_SECONDS
+
+
+def test_only_the_gpu_trigger_is_enabled_by_default() -> None:
+    by_name = {d["name"]: yaml_triggers(d)[0] for d in deployments("retrain_flow")}
+    assert by_name["gpu"].enabled is True
+    # `deploy --all` must not train each burst twice.
+    assert by_name["local"].enabled is False
+    assert by_name["gpu"].name != by_name["local"].name
+
+
+def test_optional_schedule_is_inactive() -> None:
+    for dep in deployments("retrain_flow"):
+        assert dep["schedules"], dep["name"]
+        assert all(s.get("active") is False for s in dep["schedules"])
+
+
+def test_gpu_deployments_request_a_gpu_and_run_the_dockerfile_code() -> None:
+    workdir = re.findall(r"^WORKDIR\s+(\S+)", (ROOT / "Dockerfile").read_text(), re.M)[-1]
+    for dep in (d for d in deployments() if d["name"] == "gpu"):
+        jv = dep["work_pool"]["job_variables"]
+        assert jv["image"] == "{{ $SPIRA_IMAGE }}"
+        (req,) = jv["container_create_kwargs"]["device_requests"]
+        assert req["driver"] == "nvidia" and req["capabilities"] == [["gpu"]] and req["count"] != 0
+        (step,) = dep["pull"]
+        assert step["prefect.deployments.steps.set_working_directory"]["directory"] == workdir
+    (retrain,) = [d for d in deployments("retrain_flow") if d["name"] == "gpu"]
+    # Without a GPU (e.g. the pool-template trap) the run must fail, not train on CPU.
+    assert retrain["parameters"]["overrides"] == {"training.device": "cuda"}
+
+
+def test_every_env_placeholder_is_checked_at_deploy_time() -> None:
+    for dep in deployments():
+        used = set(PLACEHOLDER.findall(yaml.safe_dump(dep)))
+        steps = dep.get("build") or RAW["build"]  # a deployment's own build replaces the global one
+        required = set(steps[0]["deployments.triggers.require_env"]["names"])
+        assert used <= required, f"{dep['name']} {dep['entrypoint']}: {used - required} unset would deploy as ''"
+
+
+def test_no_credentials_or_api_url_in_the_file() -> None:
+    text = (ROOT / "prefect.yaml").read_text()
+    for needle in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "PREFECT_API_KEY", "PREFECT_API_URL:"):
+        assert needle not in text, needle
+    assert not re.search(r"AKIA[0-9A-Z]{16}", text)
+
+
+# ------------------------------------------------------------------ triggers.py
+
+
+def test_event_name_is_the_bridges() -> None:
+    from deployments.s3_bridge import DEFAULT_EVENT_NAME
+
+    assert T.EVENT_NAME == DEFAULT_EVENT_NAME
+
+
+def test_retrain_trigger_shape_and_validation() -> None:
+    trig = T.retrain_trigger("bkt", "incoming", 8, extra_parameters={"force": False, "trigger": "spoofed"})
+    assert trig.within.total_seconds() == trig.schedule_after.total_seconds() == 8
+    assert trig.for_each == {"s3.bucket"} and trig.threshold == 1
+    assert trig.match.root == {"prefect.resource.id": "s3://bkt/incoming/*"}
+    # The event always wins over a caller's fixed value for the event-derived parameters.
+    assert trig.parameters == {"force": False, **T.EVENT_PARAMETERS}
+    for bad in (0, -1, True, "8"):
+        with pytest.raises(ValueError, match="settle_seconds"):
+            T.retrain_trigger("bkt", "incoming", bad)
+    assert T.retrain_concurrency().limit == 1
+    assert T.retrain_concurrency().collision_strategy == ConcurrencyLimitStrategy.ENQUEUE
+
+
+@pytest.mark.parametrize(
+    "uri",
+    ["s3://bkt/incoming/a.wav", "s3://bkt/incoming/hospital_b/metadata.csv", "s3://bkt/incoming2/a.wav",
+     "s3://bkt/incoming", "s3://other/incoming/a.wav", "s3://bkt/registry/spira/v1/model.pt"],
+)
+def test_trigger_fires_exactly_for_objects_the_flow_accepts(uri: str) -> None:
+    """Whatever the trigger matches passes the flow's check_trigger, and nothing else does."""
+    from prefect.events.schemas.events import Resource
+
+    from flows.common import check_trigger
+
+    matched = T.retrain_trigger("bkt", "incoming", 5).match.includes([Resource({"prefect.resource.id": uri})])
+    try:
+        check_trigger(uri, "s3://bkt/incoming")
+        accepted = True
+    except ValueError:
+        accepted = False
+    assert matched == accepted
+
+
+def test_require_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPIRA_DATA_URI", "s3://b/incoming")
+    monkeypatch.setenv("SPIRA_REGISTRY_URI", " ")
+    monkeypatch.delenv("SPIRA_IMAGE", raising=False)
+    with pytest.raises(ValueError) as info:
+        T.require_env(["SPIRA_DATA_URI", "SPIRA_REGISTRY_URI", "SPIRA_IMAGE"])
+    assert "SPIRA_REGISTRY_URI, SPIRA_IMAGE" in str(info.value) and "SPIRA_DATA_URI," not in str(info.value)
+    monkeypatch.setenv("SPIRA_REGISTRY_URI", "s3://b/registry/")
+    with pytest.raises(ValueError, match="SPIRA_REGISTRY_URI='s3://b/registry/' must not end with '/'"):
+        T.require_env(["SPIRA_DATA_URI", "SPIRA_REGISTRY_URI"])
+    monkeypatch.setenv("SPIRA_REGISTRY_URI", "s3://b/incoming/models")
+    with pytest.raises(ValueError, match="lies inside the watched SPIRA_DATA_URI"):
+        T.require_env(["SPIRA_DATA_URI", "SPIRA_REGISTRY_URI"])
+    monkeypatch.setenv("SPIRA_REGISTRY_URI", "s3://b/registry")
+    assert T.require_env(["SPIRA_DATA_URI", "SPIRA_REGISTRY_URI"]) == {
+        "SPIRA_DATA_URI": "s3://b/incoming",
+        "SPIRA_REGISTRY_URI": "s3://b/registry",
+    }
+
+
+# ------------------------------------------------------------------ serve.py
+
+
+def test_served_deployments_carry_trigger_limit_and_parameters() -> None:
+    from deployments.serve import build_deployments
+
+    retrain, evaluate, rollback = build_deployments(
+        "s3://bkt/incoming/", "s3://bkt/registry", overrides={"training.epochs": 3}, settle_seconds=8, name="e2e"
+    )
+    assert (retrain.flow_name, evaluate.flow_name, rollback.flow_name) == ("spira-retrain", "spira-evaluate-champion", "spira-rollback")
+    assert retrain.name == evaluate.name == rollback.name == "e2e"
+    assert retrain.parameters == {
+        "data_uri": "s3://bkt/incoming", "registry_uri": "s3://bkt/registry", "model_name": "spira",
+        "overrides": {"training.epochs": 3},
+    }
+    (trig,) = retrain.triggers
+    assert T.trigger_as_yaml(trig) == T.trigger_as_yaml(T.retrain_trigger("bkt", "incoming", 8))
+    assert retrain.concurrency_limit == 1
+    assert retrain.concurrency_options.collision_strategy == ConcurrencyLimitStrategy.ENQUEUE
+    assert "data_uri" not in evaluate.parameters and evaluate.parameters["model_ref"] == "spira@champion"
+    assert rollback.parameters == {"registry_uri": "s3://bkt/registry", "model_name": "spira"}
+    assert not evaluate.triggers and not rollback.triggers
+
+
+def test_serve_watch_rules() -> None:
+    from deployments.serve import build_deployments
+
+    narrower = build_deployments("s3://bkt/data", "s3://bkt/reg", watch="s3://bkt/data/new", settle_seconds=5)[0]
+    assert narrower.triggers[0].match.root["prefect.resource.id"] == "s3://bkt/data/new/*"
+    with pytest.raises(ValueError, match="outside --data-uri"):
+        build_deployments("s3://bkt/data", "s3://bkt/reg", watch="s3://bkt/data2")
+    with pytest.raises(ValueError, match="would trigger another retrain"):
+        build_deployments("s3://bkt/data", "s3://bkt/data/registry")
+    assert build_deployments("s3://bkt/data", "s3://bkt/data-registry")[0].triggers
+    with pytest.raises(ValueError, match="nothing to watch"):
+        build_deployments("/srv/data", "/srv/reg")
+    on_demand = build_deployments("/srv/data", "/srv/reg", trigger=False)[0]
+    assert not on_demand.triggers and on_demand.concurrency_limit == 1
+
+
+def test_serve_refuses_without_a_prefect_server(capsys: pytest.CaptureFixture[str]) -> None:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from deployments.serve import main
+
+    with temporary_settings(updates={PREFECT_API_URL: None}):
+        assert main(["--data-uri", "s3://b/x", "--registry-uri", "s3://b/r"]) == 2
+    assert "PREFECT_API_URL is not set" in capsys.readouterr().err
+
+
+def test_serve_rejects_a_bad_override_before_serving(capsys: pytest.CaptureFixture[str]) -> None:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from deployments.serve import main
+
+    # An unreachable URL is fine: the config is checked before anything is contacted.
+    with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:9/api"}):
+        assert main(["--data-uri", "s3://b/x", "--registry-uri", "s3://b/r", "--set", "training.epochs=-3"]) == 2
+        assert main(["--data-uri", "s3://b/x", "--registry-uri", "s3://b/r", "--watch", "s3://other/x"]) == 2
+    err = capsys.readouterr().err
+    assert "training.epochs" in err and "outside --data-uri" in err

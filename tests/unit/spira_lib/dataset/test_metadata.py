@@ -1,0 +1,96 @@
+"""Metadata CSVs: discovery, per-row parsing with reason codes, encodings and separators."""
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from spira_lib.adapters.memory import MemoryStore
+from spira_lib.dataset import MANIFEST_SCHEMA, DatasetError, find_metadata_csvs, read_metadata
+from tests.unit.spira_lib.dataset._helpers import HEADER, csv
+
+
+def test_read_metadata_builds_canonical_rows():
+    store = MemoryStore()
+    store.put(
+        "hosp/meta.csv",
+        csv(
+            "audios/p1.wav,1,masculino,45,2,S1,HC,Train",
+            "./audios/../audios/c1.flac,0,F,\"33,5\",0,,HC,validation",
+            header=HEADER + ",speaker_id,hospital,split",
+        ),
+    )
+    df = read_metadata(store, "hosp/meta.csv")
+    assert df.columns == list(MANIFEST_SCHEMA)
+    assert df["key"].to_list() == ["hosp/audios/p1.wav", "hosp/audios/c1.flac"]
+    assert df["label"].to_list() == [1, 0] and df["label"].dtype == pl.Int8
+    assert df["sex"].to_list() == ["M", "F"]
+    assert df["age"].to_list() == [45.0, 33.5]
+    assert df["dyspnea"].to_list() == ["2", "0"]
+    assert df["speaker_id"].to_list() == ["S1", "c1"]  # given, else the file stem
+    assert df["speaker_derived"].to_list() == [False, True]
+    assert df["hospital"].to_list() == ["HC", "HC"]
+    assert df["split"].to_list() == ["train", "eval"]
+    assert df["row"].to_list() == [1, 2]
+    assert df["source_csv"].to_list() == ["hosp/meta.csv"] * 2
+    assert df["problem"].to_list() == [None, None]
+
+
+@pytest.mark.parametrize(
+    "line, problem",
+    [
+        ("a.wav,2,M,40,1", "invalid label '2' in column 'class' (expected 0 or 1)"),
+        ("a.wav,sim,M,40,1", "invalid label 'sim' in column 'class' (expected 0 or 1)"),
+        ("a.wav,,M,40,1", "missing label in column 'class'"),
+        ("a.wav,1,M,quarenta,1", "non-numeric age 'quarenta' in column 'idade'"),
+        ("../outside.wav,1,M,40,1", "file_path '../outside.wav' points outside the dataset"),
+        ("/abs/a.wav,1,M,40,1", "file_path '/abs/a.wav' is absolute; it must be relative to the CSV's folder"),
+        (",1,M,40,1", "file_path is empty"),
+    ],
+)
+def test_bad_cells_become_row_problems_not_errors(line, problem):
+    store = MemoryStore()
+    store.put("meta.csv", csv("ok.wav,0,F,20,0", line))
+    df = read_metadata(store, "meta.csv")
+    assert df.height == 2
+    assert df["problem"].to_list() == [None, problem]
+
+
+def test_blank_rows_are_skipped_but_row_numbers_follow_the_file():
+    store = MemoryStore()
+    store.put("meta.csv", csv("a.wav,1,M,40,1", "", "b.wav,0,F,30,0", ",,,,"))
+    df = read_metadata(store, "meta.csv")
+    assert df["key"].to_list() == ["a.wav", "b.wav"]
+    assert df["row"].to_list() == [1, 3]
+    assert df["problem"].to_list() == [None, None]
+
+
+def test_missing_required_columns_name_the_csv_and_columns():
+    store = MemoryStore()
+    store.put("sub/meta.csv", b"file_path,sexo,nivel_falta_de_ar\na.wav,M,1\n")
+    with pytest.raises(DatasetError, match=r"'sub/meta.csv' is missing required column\(s\): class, idade"):
+        read_metadata(store, "sub/meta.csv")
+
+
+def test_empty_csv_is_a_dataset_error():
+    store = MemoryStore()
+    store.put("meta.csv", b"")
+    with pytest.raises(DatasetError, match="'meta.csv' is empty"):
+        read_metadata(store, "meta.csv")
+
+
+def test_semicolon_cp1252_csv_from_excel():
+    store = MemoryStore()
+    text = "File_Path;Class;Sexo;Idade;Nivel_Falta_De_Ar;Hospital\r\nx.wav;1;F;70,0;3;São Paulo\r\n"
+    store.put("meta.csv", text.encode("cp1252"))
+    df = read_metadata(store, "meta.csv")
+    assert df["hospital"].to_list() == ["São Paulo"]
+    assert df["age"].to_list() == [70.0]
+    assert df["label"].to_list() == [1]
+
+
+def test_find_metadata_csvs_skips_noise_and_hidden_folders():
+    store = MemoryStore()
+    for key in ["b/meta.csv", "a.csv", "noises/list.csv", ".ipynb_checkpoints/a-checkpoint.csv", "x.wav"]:
+        store.put(key, b"x")
+    assert find_metadata_csvs(store) == ["a.csv", "b/meta.csv"]
+    assert find_metadata_csvs(store, noise_dir="other") == ["a.csv", "b/meta.csv", "noises/list.csv"]
