@@ -9,8 +9,14 @@ champion) only when every check passes:
   ``slice_floor`` (a model can look fine on average and fail one group);
 * shortcut: accuracy may not collapse once ward noise is added to controls,
   which would mean the model detects the recording room, not the patient;
-* champion: the challenger's AUC, paired on the same test clips, is not worse
-  than the champion's by more than ``auc_margin``.
+* champion (non-inferiority): the lower end of the paired-bootstrap interval
+  of AUC(challenger) - AUC(champion), both scored on the same test clips, is
+  above ``-auc_margin``. The point estimate alone would let a noisy small test
+  set wave through a model that may well be worse.
+
+A check that cannot be judged on this data (no slice with enough files) says
+so as ``not evaluated``: it does not block a promotion, and the report shows it
+apart from the checks that passed.
 
 The inputs are the JSON reports of :func:`spira_lib.metrics.evaluate_predictions`
 and :func:`spira_lib.metrics.paired_auc_difference`. They may come back from
@@ -29,16 +35,28 @@ from spira_lib.config import GateConfig
 _EPS = 1e-9
 
 
+PASS, FAIL, NOT_EVALUATED = "pass", "fail", "not evaluated"
+
+
 @dataclass(frozen=True)
 class Check:
-    """One rule's outcome; ``detail`` is a full sentence for humans."""
+    """One rule's outcome; ``detail`` is a full sentence for humans.
+
+    ``passed`` is False only for a failed check; ``status`` tells a passed
+    check from one that could not be evaluated on this data.
+    """
 
     name: str
     passed: bool
     detail: str
+    status: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.status:
+            object.__setattr__(self, "status", PASS if self.passed else FAIL)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "passed": self.passed, "detail": self.detail}
+        return {"name": self.name, "passed": self.passed, "status": self.status, "detail": self.detail}
 
 
 @dataclass(frozen=True)
@@ -55,9 +73,11 @@ class Decision:
 
     @property
     def headline(self) -> str:
-        """One line for logs and UI titles."""
+        """One line for logs, state messages and UI titles."""
         if self.promote:
-            return f"promote: all {len(self.checks)} checks passed"
+            skipped = [c.name for c in self.checks if c.status == NOT_EVALUATED]
+            note = f" ({', '.join(skipped)} not evaluated)" if skipped else ""
+            return f"promote: all {len(self.checks) - len(skipped)} evaluated checks passed{note}"
         names = ", ".join(c.name for c in self.failed)
         return f"reject: {len(self.failed)} of {len(self.checks)} checks failed ({names})"
 
@@ -78,7 +98,7 @@ class Decision:
         checks = []
         for i, raw in enumerate(data.get("checks") or []):
             try:
-                checks.append(Check(name=str(raw["name"]), passed=bool(raw["passed"]), detail=str(raw["detail"])))
+                checks.append(Check(str(raw["name"]), bool(raw["passed"]), str(raw["detail"]), str(raw.get("status") or "")))
             except (KeyError, TypeError):
                 raise ValueError(
                     f"decision field 'checks[{i}]' must have name, passed and detail (got {raw!r})"
@@ -116,6 +136,11 @@ def _f(value: float | None) -> str:
 
 def _signed(value: float) -> str:
     return f"{value:+.3f}"
+
+
+def _pct(value: Any) -> str:
+    number = _num(value)
+    return f"{number:.0%}" if number is not None else "bootstrap"
 
 
 # --------------------------------------------------------------------------- checks
@@ -166,7 +191,10 @@ def _slice_check(report: dict, floor: float, min_slice_size: int) -> Check:
             + ".",
         )
     if checked == 0:
-        return Check(name, True, f"No slice has at least {min_slice_size} files, so no slice floor applied.")
+        return Check(
+            name, True, f"Not evaluated: no slice has at least {min_slice_size} files, so no slice could be checked "
+            f"against the floor {floor:.3f}.", NOT_EVALUATED,
+        )
     return Check(
         name, True, f"All {checked} slice(s) with at least {min_slice_size} files meet the floor {floor:.3f}."
     )
@@ -232,21 +260,25 @@ def _champion_check(
     if auc_old is None:
         auc_old = _num(paired.get("auc_old"))
     diff = _num(paired.get("diff"))
-    if diff is None:
+    lo, hi = _num(paired.get("lo")), _num(paired.get("hi"))
+    if diff is None or lo is None:
         return Check(
             name,
             False,
-            "The paired AUC difference against the champion is missing, so the challenger cannot be compared.",
+            "The paired AUC difference against the champion, or its bootstrap interval, is missing, "
+            "so non-inferiority cannot be shown.",
         )
-    lo, hi = _num(paired.get("lo")), _num(paired.get("hi"))
-    interval = f"[{_signed(lo)}, {_signed(hi)}]" if lo is not None and hi is not None else "[n/a]"
+    interval = f"[{_signed(lo)}, {_signed(hi)}]" if hi is not None else f"[{_signed(lo)}, n/a]"
     text = (
-        f"AUC difference (challenger - champion) {_signed(diff)}, interval {interval}; "
+        f"AUC difference (challenger - champion) {_signed(diff)}, {_pct(paired.get('confidence'))} interval {interval}; "
         f"challenger AUC {_f(auc_new)}, champion AUC {_f(auc_old)}"
     )
-    if diff + _EPS >= -margin:
-        return Check(name, True, f"{text}: within the allowed margin of {margin:.3f}.")
-    return Check(name, False, f"{text}: worse than the champion by more than the margin of {margin:.3f}.")
+    if lo + _EPS >= -margin:
+        return Check(name, True, f"{text}: the interval's lower end is within the allowed margin of {margin:.3f}.")
+    return Check(
+        name, False, f"{text}: the challenger may be worse than the champion by more than the margin of {margin:.3f} "
+        "(the interval's lower end is below it).",
+    )
 
 
 def decide(

@@ -8,6 +8,7 @@ import polars as pl
 
 from spira_lib.config import EvaluationConfig
 from spira_lib.metrics.bootstrap import bootstrap_intervals
+from spira_lib.metrics.curves import roc_band, roc_points, score_histogram
 from spira_lib.metrics.point import SUMMARY_KEYS, as_arrays, binary_metrics, clean
 from spira_lib.metrics.slices import require_columns, slice_metrics
 
@@ -27,10 +28,11 @@ def evaluate_predictions(
     patient" then flags the noisy controls, and its accuracy drops.
 
     Returns ``{"threshold", "confidence", "bootstrap_samples", "metrics",
-    "intervals", "slices", "shortcut"}``; ``metrics`` is binary_metrics plus
+    "intervals", "slices", "shortcut", "curves"}``; ``metrics`` is binary_metrics plus
     ``shortcut_accuracy`` (None without a shortcut check), ``shortcut`` is
     ``{"clean_accuracy", "shortcut_accuracy", "noisy_control_accuracy",
-    "clean_control_accuracy", "drop", "n_controls"}`` or None.
+    "clean_control_accuracy", "drop", "n_controls"}`` or None; ``curves``
+    holds what the report's pictures are drawn from (aggregates only).
     """
     require_columns(frame, "label", "prob")
     y, p = as_arrays(frame["label"].to_numpy(), frame["prob"].to_numpy(), prob_name="prob")
@@ -40,23 +42,25 @@ def evaluate_predictions(
     shortcut = None if shortcut_prob is None else _shortcut_summary(y, shortcut_prob, metrics, thr)
     metrics["shortcut_accuracy"] = None if shortcut is None else shortcut["shortcut_accuracy"]
 
+    boot = dict(n_samples=cfg.bootstrap_samples, confidence=cfg.confidence, seed=cfg.seed)
     return {
         "threshold": thr,
         "confidence": float(cfg.confidence),
         "bootstrap_samples": int(cfg.bootstrap_samples),
         "metrics": metrics,
-        "intervals": bootstrap_intervals(
-            y,
-            p,
-            threshold=thr,
-            n_samples=cfg.bootstrap_samples,
-            confidence=cfg.confidence,
-            seed=cfg.seed,
-        ),
+        "intervals": bootstrap_intervals(y, p, threshold=thr, **boot),
         "slices": slice_metrics(
-            frame, threshold=thr, age_bands=list(cfg.age_bands), min_slice_size=cfg.min_slice_size
+            frame, threshold=thr, age_bands=list(cfg.age_bands), min_slice_size=cfg.min_slice_size,
+            interval_samples=cfg.bootstrap_samples, confidence=cfg.confidence, seed=cfg.seed,
         ),
         "shortcut": shortcut,
+        "curves": {
+            "roc": roc_points(y, p),
+            # Pointwise band: 200 resamples draw it smoothly; more only cost time.
+            "roc_band": roc_band(y, p, n_samples=min(cfg.bootstrap_samples, 200), confidence=cfg.confidence, seed=cfg.seed),
+            "scores": score_histogram(y, p),
+            "scores_noisy_controls": None if shortcut_prob is None else score_histogram(y, shortcut_prob),
+        },
     }
 
 

@@ -6,6 +6,7 @@ from typing import Any, Iterable
 import numpy as np
 import polars as pl
 
+from spira_lib.metrics.bootstrap import bootstrap_intervals
 from spira_lib.metrics.point import UNKNOWN, binary_metrics
 
 
@@ -64,8 +65,14 @@ def slice_metrics(
     threshold: float = 0.5,
     age_bands: list[float] | None = None,
     min_slice_size: int = 5,
+    interval_samples: int = 0,
+    confidence: float = 0.95,
+    seed: int = 7,
 ) -> list[dict[str, Any]]:
     """binary_metrics per sex, per age band and per hospital.
+
+    With ``interval_samples > 0`` each entry also has ``intervals``
+    (bootstrap intervals of its metrics, as in ``bootstrap_intervals``).
 
     Each entry is ``{"slice": "sex"|"age_band"|"hospital", "value": str,
     "n": int, "small": n < min_slice_size, **binary_metrics}``. A column that
@@ -95,5 +102,9 @@ def slice_metrics(
             n = int(mask.sum())
             entry: dict[str, Any] = {"slice": name, "value": value, "n": n, "small": n < min_slice_size}
             entry.update(binary_metrics(y[mask], p[mask], threshold))
+            if interval_samples > 0:
+                entry["intervals"] = bootstrap_intervals(
+                    y[mask], p[mask], threshold=threshold, n_samples=interval_samples, confidence=confidence, seed=seed
+                )
             out.append(entry)
     return out

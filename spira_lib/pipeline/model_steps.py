@@ -177,21 +177,25 @@ def register_step(spec: RunSpec, compared: Compared, *, force: bool = False) -> 
     training = L.get_json(ws.store, trained.training_json_key)
     blob = ws.store.get(trained.checkpoint_key)
     lineage = {
-        "name": spec.model_name, "version": None, "alias": None, "uri": None, "sha256": sha256_hex(blob),
-        "data_digest": trained.split.split_digest, "config_digest": cfg.digest(*TRAINING_SECTIONS), "code_version": code_version(),
+        "name": spec.model_name, "version": None, "alias": "champion" if compared.promote else None, "uri": None,
+        "sha256": sha256_hex(blob), "data_digest": trained.split.split_digest,
+        "config_digest": cfg.digest(*TRAINING_SECTIONS), "code_version": code_version(),
     }
-    card = model_card_markdown(
-        model=lineage, report=report, decision=compared.decision, training=training,
-        snapshot=trained.split.summary, config=cfg.model_dump(mode="json"),
-    )
-    artifacts = {
-        "model.pt": blob,
-        "report.json": json.dumps(report, indent=2, sort_keys=True).encode(),
-        "training.json": json.dumps(training, indent=2, sort_keys=True).encode(),
-        "comparison.json": ws.store.get(compared.comparison_key),
-        "model_card.md": card.encode(),
-        "split.parquet": ws.store.get(trained.split.split_key),
-    }
+
+    def artifacts(version: int, uri: str) -> dict[str, bytes]:
+        card = model_card_markdown(
+            model={**lineage, "version": version, "uri": uri}, report=report, decision=compared.decision,
+            training=training, snapshot=trained.split.summary, config=cfg.model_dump(mode="json"),
+        )
+        return {
+            "model.pt": blob,
+            "report.json": json.dumps(report, indent=2, sort_keys=True).encode(),
+            "training.json": json.dumps(training, indent=2, sort_keys=True).encode(),
+            "comparison.json": ws.store.get(compared.comparison_key),
+            "model_card.md": card.encode(),
+            "split.parquet": ws.store.get(trained.split.split_key),
+        }
+
     metadata = {
         "training_key": trained.training_key, "data_digest": trained.split.split_digest,
         "snapshot_digest": trained.split.snapshot_digest, "config_digest": lineage["config_digest"],

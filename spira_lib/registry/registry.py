@@ -221,22 +221,26 @@ class ModelRegistry:
     # ---- writing versions --------------------------------------------------
 
     def register(
-        self, name: str, artifacts: Mapping[str, bytes], metadata: dict[str, Any] | None = None,
-        *, reason: str = "registered", actor: str = "spira",
+        self, name: str, artifacts: Mapping[str, bytes] | Callable[[int, str], Mapping[str, bytes]],
+        metadata: dict[str, Any] | None = None, *, reason: str = "registered", actor: str = "spira",
     ) -> ModelVersion:
         """Store ``artifacts`` as the next version of ``name``; the marker is written last.
 
+        ``artifacts`` may be a function of (version number, version location)
+        for artifacts that name their own version (a model card's lineage).
         Metadata is JSON-able (typically training_key, data_digest, config_digest,
         code_version, metrics). Nothing is written if any input is invalid.
         """
         check_name(name)
-        payload = _payload(name, artifacts)
         metadata = {} if metadata is None else metadata
         check_json(metadata, "metadata", required_type=dict)
         check_text(reason, "reason")
         check_text(actor, "actor")
         champion = self._ledger.read_alias(name, DEFAULT_ALIAS)
         version = self.scan(name).highest + 1
+        if callable(artifacts):
+            artifacts = artifacts(version, self._where(self.layout.version(name, version)))
+        payload = _payload(name, artifacts)
         manifest = self._write_artifacts(name, version, payload)
         marker = self.layout.marker(name, version)
         if self.store.exists(marker):

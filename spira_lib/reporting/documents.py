@@ -6,7 +6,8 @@ from typing import Any
 
 import yaml
 
-from spira_lib.reporting.markdown import NA, get, inline, md_table
+from spira_lib.reporting.figures import training_figures
+from spira_lib.reporting.markdown import NA, details, get, inline, md_table
 from spira_lib.reporting.sections import (
     confusion_section,
     decision_section,
@@ -14,12 +15,25 @@ from spira_lib.reporting.sections import (
     metrics_section,
     model_section,
     quarantine_section,
+    scores_section,
     shortcut_section,
     slices_section,
     snapshot_section,
 )
 
 MAX_HISTORY_ROWS = 40
+
+
+def _lead(decision: dict | None) -> str:
+    """The verdict and why, in full, as the first line people read."""
+    checks = [c for c in get(decision, "checks") or [] if isinstance(c, dict)]
+    if get(decision, "promote") is True:
+        skipped = [c.get("name") for c in checks if c.get("status") == "not evaluated"]
+        note = f"; not evaluated on this data: {', '.join(map(str, skipped))}" if skipped else ""
+        return f"**Decision: PROMOTE** (all {len(checks) - len(skipped)} evaluated checks passed{note})"
+    failed = [c.get("detail") for c in checks if c.get("passed") is False]
+    why = failed or (get(decision, "reasons") or [])[:1]
+    return "**Decision: REJECT**" + "".join(f"\n\n> {inline(reason)}" for reason in why)
 
 
 def validation_report_markdown(
@@ -30,24 +44,26 @@ def validation_report_markdown(
     champion_report: dict | None,
     decision: dict,
     model: dict | None,
+    training: dict | None = None,
+    slice_floor: float | None = None,
 ) -> str:
-    """The validation report shown in the Prefect UI for one training run."""
-    verdict = "PROMOTE" if get(decision, "promote") is True else "REJECT"
-    reasons = [r for r in (get(decision, "reasons") or [])]
-    lead = f"**Decision: {verdict}**" + (f" — {inline(reasons[0])}" if reasons else "")
+    """The validation report shown in the Prefect UI for one training run: the decision first, then the evidence."""
     sections: list[tuple[str, str]] = [
-        ("Dataset snapshot", snapshot_section(snapshot)),
-        ("Quarantined files", quarantine_section(list(quarantine or []))),
-        ("Metrics", metrics_section(report)),
-        ("Slices", slices_section(report)),
+        ("Decision", decision_section(decision)),
+        ("Metrics", metrics_section(report, champion_report)),
+        ("Score distributions", scores_section(report)),
         ("Confusion matrix", confusion_section(report)),
+        ("Slices", slices_section(report, slice_floor)),
         ("Shortcut check", shortcut_section(report)),
     ]
-    if champion_report is not None:
-        sections.append(("Champion vs challenger", metrics_section(report, champion_report)))
-    sections.append(("Decision", decision_section(decision)))
-    sections.append(("Model", model_section(model)))
-    return join_sections("SPIRA validation report", sections, lead)
+    if training:
+        sections.append(("Training", training_figures(training) or "No epoch history was recorded."))
+    sections += [
+        ("Dataset snapshot", snapshot_section(snapshot)),
+        ("Quarantined files", quarantine_section(list(quarantine or []))),
+        ("Model", model_section(model)),
+    ]
+    return join_sections("SPIRA validation report", sections, _lead(decision))
 
 
 def _is_synthetic(snapshot: dict, config: dict, model: dict) -> bool:
@@ -74,18 +90,18 @@ def _training_section(training: dict, config: dict) -> str:
         ["Device", get(training, "device")],
         ["Training time (s)", get(training, "seconds")],
     ]
-    text = md_table(["Field", "Value"], rows)
-    history = get(training, "history")
-    if isinstance(history, list) and history:
-        entries = [h for h in history if isinstance(h, dict)]
+    parts = [md_table(["Field", "Value"], rows), training_figures(training)]
+    entries = [h for h in get(training, "history") or [] if isinstance(h, dict)]
+    if entries:
         columns: list[str] = []
         for h in entries:
             columns += [k for k in h if k not in columns]
         shown = entries[-MAX_HISTORY_ROWS:]
-        text += "\n\n**History**\n\n" + md_table(columns, [[h.get(c) for c in columns] for h in shown])
+        table = md_table(columns, [[h.get(c) for c in columns] for h in shown])
         if len(entries) > len(shown):
-            text += f"\n\nOnly the last {len(shown)} of {len(entries)} epochs are shown."
-    return text
+            table += f"\n\nOnly the last {len(shown)} of {len(entries)} epochs are shown."
+        parts.append(details(f"Epoch history ({len(entries)} epochs)", table))
+    return "\n\n".join(p for p in parts if p)
 
 
 def _config_block(config: dict) -> str:
@@ -176,23 +192,21 @@ def model_card_markdown(
     data = snapshot_section(snapshot)
     if synthetic:
         data = "**Synthetic demo data**: these numbers say nothing about clinical performance.\n\n" + data
-    lineage_keys = ["name", "version", "alias", "uri", "sha256", "data_digest", "config_digest", "code_version"]
-    lineage = md_table(["Field", "Value"], [[k, get(model, k)] for k in lineage_keys])
-    if get(snapshot, "digest") is not None:
-        lineage += f"\n\nDataset snapshot digest: `{inline(get(snapshot, 'digest'))}`."
-    sections: list[tuple[str, str]] = [
+    sections: list[tuple[str, str]] = []
+    if decision is not None:
+        sections.append(("Promotion decision", decision_section(decision)))
+    sections += [
         ("Intended use", _INTENDED_USE),
-        ("Model and training", _training_section(training, config)),
-        ("Data", data),
         ("Metrics", metrics_section(report)),
+        ("Score distributions", scores_section(report)),
         ("Slices", slices_section(report)),
         ("Confusion matrix", confusion_section(report)),
         ("Shortcut check", shortcut_section(report)),
+        ("Model and training", _training_section(training, config)),
+        ("Data", data),
+        ("Limitations", "\n".join(f"- {inline(x)}" for x in _limitations(report, synthetic))),
+        ("Lineage", model_section(model)),
     ]
-    if decision is not None:
-        sections.append(("Promotion decision", decision_section(decision)))
-    sections.append(("Limitations", "\n".join(f"- {inline(x)}" for x in _limitations(report, synthetic))))
-    sections.append(("Lineage", lineage))
     if isinstance(config, dict) and config:
-        sections.append(("Configuration", _config_block(config)))
-    return join_sections(title, sections)
+        sections.append(("Configuration", details("The configuration this model was trained with (YAML)", _config_block(config))))
+    return join_sections(title, sections, _lead(decision) if decision is not None else "")

@@ -54,3 +54,8 @@ def round_value(value: Any, ndigits: int = 4) -> Any:
 
 def pct(value: Any) -> str:
     return f"{value * 100:.0f}%" if isinstance(value, (int, float)) and not isinstance(value, bool) else NA
+
+
+def details(summary: str, body: str) -> str:
+    """A collapsed block (HTML <details>); the blank lines let markdown inside it render."""
+    return f"<details><summary>{inline(summary)}</summary>\n\n{body.strip()}\n\n</details>"

@@ -3,8 +3,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from spira_lib.reporting.figures import confusion_figure, roc_figure, score_figure, slice_figure
 from spira_lib.reporting.markdown import get, inline, md_cell, md_table, pct
 from spira_lib.reporting.tables import METRIC_LABELS, SLICE_COLUMNS, metrics_table, slices_table
+
+# How each check's outcome is shown; a failed check must stand out.
+STATUS_LABELS = {"fail": "**FAIL**", "pass": "pass", "not evaluated": "*not evaluated*"}
 
 # A Prefect markdown artifact with thousands of rows is unreadable and slow.
 MAX_QUARANTINE_ROWS = 50
@@ -24,6 +28,8 @@ def metrics_section(report: dict, champion_report: dict | None = None) -> str:
         rows.append(row)
     m = get(report, "metrics") or {}
     parts = [
+        roc_figure(report, champion_report),
+        "",
         md_table(headers, rows),
         "",
         f"Threshold {md_cell(get(report, 'threshold'))}; {md_cell(m.get('n_files'))} files "
@@ -39,19 +45,26 @@ def metrics_section(report: dict, champion_report: dict | None = None) -> str:
     return "\n".join(parts)
 
 
-def slices_section(report: dict) -> str:
+def slices_section(report: dict, floor: float | None = None) -> str:
     rows = slices_table(report)
     if not rows:
         return "No slice attributes (sex, age, hospital) were available for the test files."
     headers = ["Slice", "Value", "Files", "Small", "ROC-AUC", "Balanced acc.", "Accuracy", "Sensitivity", "Specificity"]
     body = [[r["slice"], r["value"], r["n"], r["small"], *(r[k] for k in SLICE_COLUMNS)] for r in rows]
     note = "Slices marked small have too few files for their metrics to be trusted; the gate ignores them."
-    return md_table(headers, body) + "\n\n" + note
+    return slice_figure(report, floor) + "\n\n" + md_table(headers, body) + "\n\n" + note
+
+
+def scores_section(report: dict) -> str:
+    figure = score_figure(report)
+    if not figure:
+        return "Score distributions were not recorded for this report."
+    return figure + "\n\nHow the predicted probabilities of controls and patients are spread: the less they overlap, the better the model separates them at any threshold."
 
 
 def confusion_section(report: dict) -> str:
     c = get(report, "metrics", "confusion") or {}
-    return md_table(
+    return confusion_figure(report) + "\n\n" + md_table(
         ["", "Predicted control", "Predicted patient"],
         [
             ["Actual control", c.get("tn"), c.get("fp")],
@@ -69,6 +82,14 @@ def shortcut_section(report: dict) -> str:
     )
     if not isinstance(s, dict):
         return intro + "\n\n**Not run**: the shortcut check result is missing, which the gate treats as a failure."
+    noise = s.get("noise_files")
+    source = (
+        f"The noise came from {len(noise)} recording(s) held out from training augmentation "
+        f"({', '.join(noise)}), so the model had never heard it."
+        if isinstance(noise, list) and noise and s.get("noise_held_out")
+        else "The noise came from the same recordings that training augmentation used."
+        if isinstance(noise, list) and noise else ""
+    )
     table = md_table(
         ["Quantity", "Value"],
         [
@@ -80,28 +101,22 @@ def shortcut_section(report: dict) -> str:
             ["Controls", s.get("n_controls")],
         ],
     )
-    return intro + "\n\n" + table
+    figure = score_figure(report, "scores_noisy_controls", "Scores with ward noise on the controls", "controls + ward noise")
+    return "\n\n".join(part for part in (intro, source, figure, table) if part)
 
 
 def decision_section(decision: dict | None) -> str:
+    """The verdict, then one line per check, failing checks first, each reason in full."""
     if not isinstance(decision, dict):
         return "No promotion decision was made."
-    promote = decision.get("promote")
-    verdict = "PROMOTE" if promote is True else "REJECT"
+    verdict = "PROMOTE" if decision.get("promote") is True else "REJECT"
+    checks = [c for c in decision.get("checks") or [] if isinstance(c, dict)]
+    if not checks:
+        return "\n".join([f"**{verdict}**", "", *(f"- {inline(r)}" for r in decision.get("reasons") or [])])
+    status = [c.get("status") or ("pass" if c.get("passed") else "fail") for c in checks]
+    order = sorted(range(len(checks)), key=lambda i: ("fail", "not evaluated", "pass").index(status[i]) if status[i] in STATUS_LABELS else 0)
     lines = [f"**{verdict}**", ""]
-    checks = decision.get("checks") or []
-    if checks:
-        rows = [
-            ["pass" if c.get("passed") else "FAIL", c.get("name"), c.get("detail")]
-            for c in checks
-            if isinstance(c, dict)
-        ]
-        # Failing checks first, matching the order of the reasons.
-        rows.sort(key=lambda r: r[0] != "FAIL")
-        lines.append(md_table(["Result", "Check", "Detail"], rows))
-    else:
-        for reason in decision.get("reasons") or []:
-            lines.append(f"- {inline(reason)}")
+    lines += [f"- {STATUS_LABELS.get(status[i], inline(status[i]))} · **{inline(checks[i].get('name'))}**: {inline(checks[i].get('detail'))}" for i in order]
     return "\n".join(lines)
 
 
@@ -121,7 +136,8 @@ def snapshot_section(snapshot: dict) -> str:
     head = md_table(
         ["Field", "Value"],
         [
-            ["Digest", get(snapshot, "digest")],
+            ["Snapshot digest (content and labels of the dataset)", get(snapshot, "digest")],
+            ["Split digest (the validated clips with their train/eval/test split)", get(snapshot, "split_digest")],
             ["Clips", get(snapshot, "n_clips")],
             ["Quarantined", get(snapshot, "n_quarantined")],
         ],
@@ -143,11 +159,23 @@ def quarantine_section(quarantine: list[dict]) -> str:
     return text
 
 
+# Lineage fields of a registered model, with what each one identifies.
+LINEAGE_FIELDS = {
+    "name": "name",
+    "version": "version",
+    "alias": "alias",
+    "uri": "location",
+    "sha256": "model file sha256",
+    "data_digest": "split digest (training data and its split)",
+    "config_digest": "config digest (the sections that shape the model)",
+    "code_version": "code version (package + model-code hash)",
+}
+
+
 def model_section(model: dict | None) -> str:
     if not isinstance(model, dict):
         return "No model was registered for this run."
-    keys = ["name", "version", "alias", "uri", "sha256", "data_digest", "config_digest", "code_version"]
-    return md_table(["Field", "Value"], [[k, model.get(k)] for k in keys])
+    return md_table(["Field", "Value"], [[label, model.get(k)] for k, label in LINEAGE_FIELDS.items()])
 
 
 def join_sections(title: str, sections: list[tuple[str, str]], lead: str = "") -> str:

@@ -91,11 +91,31 @@ def test_worse_challenger_rejected_with_auc_difference_in_reason():
     assert d.reasons[0] == check.detail
 
 
-def test_challenger_within_margin_promotes():
+def test_non_inferiority_is_judged_on_the_interval_not_the_point_estimate():
+    # The interval's lower end is within the margin: promoted.
+    paired = {"diff": 0.01, "lo": -0.018, "hi": 0.04, "n_files": 60, "confidence": 0.95}
+    d = decide(_report(auc=0.91), _report(auc=0.9), paired, CFG, min_slice_size=5)
+    assert d.promote is True
+    assert "lower end is within the allowed margin" in _check(d, "champion").detail
+    assert "95% interval [-0.018, +0.040]" in _check(d, "champion").detail
+    # The same small point loss, but a wide interval reaching far below the margin: not shown non-inferior.
     paired = {"diff": -0.015, "lo": -0.05, "hi": 0.02, "n_files": 60}
     d = decide(_report(auc=0.885), _report(auc=0.9), paired, CFG, min_slice_size=5)
-    assert d.promote is True
-    assert "within the allowed margin" in _check(d, "champion").detail
+    assert d.promote is False and [c.name for c in d.failed] == ["champion"]
+    assert "may be worse than the champion" in _check(d, "champion").detail
+    # No interval at all: non-inferiority cannot be shown.
+    d = decide(_report(), _report(), {"diff": 0.0, "lo": None, "hi": None}, CFG, min_slice_size=5)
+    assert not _check(d, "champion").passed and "interval" in _check(d, "champion").detail
+
+
+def test_no_slice_large_enough_is_not_evaluated_not_passed():
+    slices = [{"slice": "sex", "value": "F", "n": 3, "balanced_accuracy": 0.1, "accuracy": 0.1}]
+    d = decide(_report(slices=slices), None, None, CFG, min_slice_size=5)
+    check = _check(d, "slices")
+    assert check.status == "not evaluated" and check.detail.startswith("Not evaluated")
+    assert d.promote is True  # nothing could be judged, so nothing blocks
+    assert "slices not evaluated" in d.headline
+    assert Decision.from_dict(json.loads(json.dumps(d.to_dict()))) == d
 
 
 def test_champion_without_paired_comparison_rejects():

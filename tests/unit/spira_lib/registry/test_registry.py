@@ -232,3 +232,16 @@ def test_corrupt_marker_is_a_clear_error(reg, store):
     with pytest.raises(RegistryError, match="describes 'other' version 1, not 'spira' version 1"):
         reg.get("spira", 1)
     assert any("describes 'other'" in p for p in reg.fsck("spira"))
+
+
+def test_artifacts_can_name_their_own_version(reg):
+    _register(reg)
+    seen = []
+
+    def artifacts(version: int, uri: str) -> dict[str, bytes]:
+        seen.append((version, uri))
+        return {"model.pt": b"w2", "model_card.md": f"# card of v{version} at {uri}".encode()}
+
+    mv = reg.register("spira", artifacts, {"training_key": "k2"})
+    assert seen == [(2, mv.uri)]
+    assert reg.load_artifact(mv, "model_card.md").decode() == f"# card of v2 at {mv.uri}"

@@ -104,27 +104,40 @@ def test_validation_report_has_all_sections_and_escapes_pipes():
     md = validation_report_markdown(
         snapshot=SNAPSHOT, quarantine=quarantine, report=new, champion_report=old, decision=decision, model=MODEL
     )
-    for heading in (
-        "## Dataset snapshot",
-        "## Quarantined files",
-        "## Metrics",
-        "## Slices",
-        "## Confusion matrix",
-        "## Shortcut check",
-        "## Champion vs challenger",
-        "## Decision",
-        "## Model",
-    ):
-        assert heading in md, heading
+    headings = [line for line in md.splitlines() if line.startswith("## ")]
+    assert headings == ["## Decision", "## Metrics", "## Score distributions", "## Confusion matrix", "## Slices",
+                        "## Shortcut check", "## Dataset snapshot", "## Quarantined files", "## Model"]
+    assert "| Metric | Challenger | CI low | CI high | Champion |" in md
+    # Pictures: ROC (with the champion's curve), scores clean and with noisy controls, confusion, slices.
+    images = _images(md)
+    assert len(images) == 5 and "ROC curve of the challenger and the champion" in images
     assert "bad\\|name.wav" in md and "HC\\|1" in md
     assert "too short (1.2 s < 4 s)" in md
     assert "d1g3st" in md and "Santa Casa" in md
     verdict = "PROMOTE" if decision["promote"] else "REJECT"
     assert f"**Decision: {verdict}**" in md
-    # The champion check's sentence (diff + interval) reaches the report.
-    champion_detail = next(c["detail"] for c in decision["checks"] if c["name"] == "champion")
-    assert md_cell(champion_detail) in md
+    # Every check's sentence reaches the report in full, on a line of its own (not a table cell).
+    for check in decision["checks"]:
+        assert any(line.startswith("- ") and check["detail"] in line for line in md.splitlines()), check["name"]
+    assert "Snapshot digest (content and labels of the dataset)" in md and "split digest (training data and its split)" in md
     _table_rows_are_consistent(md)
+
+
+def _images(markdown: str) -> dict[str, str]:
+    """alt text -> decoded SVG of every embedded picture."""
+    import base64
+
+    return {alt: base64.b64decode(data).decode() for alt, data in re.findall(r"!\[([^\]]*)\]\(data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)\)", markdown)}
+
+
+def test_a_rejection_leads_with_every_failing_reason_in_full():
+    new, _, _ = _reports()
+    decision = decide({**new, "shortcut": {**new["shortcut"], "shortcut_accuracy": 0.2}}, None, None, GateConfig(), min_slice_size=5).to_dict()
+    md = validation_report_markdown(snapshot=SNAPSHOT, quarantine=[], report=new, champion_report=None, decision=decision, model=None)
+    failing = next(c["detail"] for c in decision["checks"] if c["name"] == "shortcut")
+    lead = md.split("## Decision")[0]
+    assert "**Decision: REJECT**" in lead and f"> {failing}" in lead
+    assert f"- **FAIL** · **shortcut**: {failing}" in md
 
 
 def test_validation_report_without_champion_or_shortcut():
@@ -134,7 +147,7 @@ def test_validation_report_without_champion_or_shortcut():
     md = validation_report_markdown(
         snapshot=SNAPSHOT, quarantine=[], report=new, champion_report=None, decision=decision, model=None
     )
-    assert "## Champion vs challenger" not in md
+    assert "| Champion |" not in md
     assert "No files were quarantined." in md
     assert "**Not run**" in md
     assert "**Decision: REJECT**" in md
@@ -187,6 +200,11 @@ def test_model_card_sections_and_synthetic_flag():
         snapshot={**SNAPSHOT, "synthetic": True},
         config=config,
     )
+    assert md.index("## Promotion decision") < md.index("## Intended use")  # the decision comes first
+    # Long material is collapsed: the epoch history and the YAML.
+    assert "<details><summary>Epoch history (12 epochs)</summary>" in md
+    assert "<details><summary>The configuration this model was trained with (YAML)</summary>" in md
+    assert "Loss per epoch" in "".join(_images(md).values())
     for heading in (
         "# Model card: spira v3",
         "## Intended use",
