@@ -28,3 +28,18 @@ def check_trigger(trigger: Optional[str], data_uri: str) -> None:
     if trigger and not is_inside(trigger, data_uri):
         base = data_uri.rstrip("/") + "/"
         raise ValueError(f"trigger object {trigger!r} is outside the watched dataset {base!r}; refusing to run")
+
+
+def add_run_tags(tags: list[str]) -> None:
+    """Tag the running flow run (``prefect.tags`` inside a flow does not retag it); cosmetic, never fails a run."""
+    run_id = flow_run.get_id()
+    if not run_id:
+        return
+    from prefect.client.orchestration import get_client
+
+    try:
+        with get_client(sync_client=True) as client:
+            current = client.read_flow_run(run_id).tags or []
+            client.update_flow_run(flow_run_id=run_id, tags=sorted(set(current) | set(tags)))
+    except Exception as exc:
+        get_run_logger().debug("could not tag the flow run: %s", exc)

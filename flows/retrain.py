@@ -9,14 +9,17 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from prefect import flow, get_run_logger, unmapped
+from prefect.events import emit_event
+from prefect.states import Completed, State
 
-from flows.common import check_trigger, rename_run
+from flows.common import add_run_tags, check_trigger, rename_run
 from flows.runners import make_task_runner
 from spira_lib.pipeline import RunOutcome, RunSpec, retrain
 from spira_lib.pipeline.contract import (
     Compared, Evaluated, FeaturesReady, Promoted, Registered, SnapshotRef, SplitRef, Trained, TrainedVersion, Validated,
 )
 from spira_lib.pipeline.data_steps import feature_chunk_count, merge_features
+from spira_lib.watch import MODEL_PROMOTED_EVENT, MODEL_REJECTED_EVENT, model_resource_id
 from tasks import retrain as t
 
 
@@ -84,7 +87,7 @@ def retrain_flow(
     force: bool = False,
     trigger: Optional[str] = None,
     event_id: Optional[str] = None,
-) -> RunOutcome:
+) -> State:
     """Snapshot -> validate -> split -> features -> train -> evaluate -> compare -> register -> promote -> report.
 
     ``trigger``/``event_id`` come from the S3 event that started the run (for the
@@ -96,4 +99,32 @@ def retrain_flow(
     spec = RunSpec.build(data_uri, registry_uri, config_path=config_path, overrides=overrides, model_name=model_name)
     if trigger:
         log.info("triggered by %s (event %s)", trigger, event_id)
-    return retrain(TaskSteps(spec, force=force), model_name=model_name, force=force, say=log.info)
+    return finish(retrain(TaskSteps(spec, force=force), model_name=model_name, force=force, say=log.info))
+
+
+def outcome_message(outcome: RunOutcome) -> str:
+    """One line for the run's state: what happened to which version, and which check said no."""
+    name = f"{outcome.model} v{outcome.version}"
+    if outcome.skipped:
+        return f"nothing to train: {name} was already trained on this data"
+    if outcome.promoted:
+        return f"promoted {name}"
+    failed = [c.get("name") for c in (outcome.decision or {}).get("checks", []) if c.get("passed") is False]
+    return f"rejected {name}: " + (", ".join(f"{n} check" for n in failed) or "not promoted")
+
+
+def finish(outcome: RunOutcome) -> State:
+    """End the run so its outcome shows at a glance: a state message, a tag, and an event automations can use."""
+    add_run_tags(["skipped"] if outcome.skipped else ["promoted"] if outcome.promoted else ["rejected"])
+    if not outcome.skipped:
+        emit_event(
+            event=MODEL_PROMOTED_EVENT if outcome.promoted else MODEL_REJECTED_EVENT,
+            resource={
+                "prefect.resource.id": model_resource_id(outcome.model, outcome.version),
+                "prefect.resource.name": f"{outcome.model} v{outcome.version}",
+                "spira.model": outcome.model,
+                "spira.version": str(outcome.version),
+            },
+            payload={"message": outcome_message(outcome), "metrics": outcome.metrics, "uri": outcome.uri},
+        )
+    return Completed(message=outcome_message(outcome), data=outcome)

@@ -122,8 +122,10 @@ def publish_report(spec: RunSpec, promoted: Promoted) -> None:
     md = validation_report_markdown(
         snapshot=trained.split.summary, quarantine=L.get_json(ws.store, trained.split.quarantine_key, []),
         report=report, champion_report=champion_report, decision=compared.decision, model=model,
+        training=L.get_json(ws.store, trained.training_json_key), slice_floor=spec.config.gate.slice_floor,
     )
-    create_markdown_artifact(key=A.VALIDATION_REPORT, markdown=md, description=f"{spec.model_name} v{mv.version}: validation report")
+    verdict = "promoted" if promoted.promoted else "not promoted"
+    create_markdown_artifact(key=A.VALIDATION_REPORT, markdown=md, description=f"{spec.model_name} v{mv.version}: {verdict}")
     create_table_artifact(key=A.METRICS, table=metrics_table(report, champion_report), description="Test metrics with 95% intervals")
     create_table_artifact(key=A.SLICES, table=slices_table(report), description="Metrics per slice (sex, age band, hospital)")
     create_markdown_artifact(

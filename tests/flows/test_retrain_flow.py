@@ -32,7 +32,28 @@ def harness():
 def _run(data: Path, reg: Path, overrides: dict, **kw) -> tuple[dict, object]:
     state = retrain_flow(data_uri=str(data), registry_uri=str(reg), overrides=overrides, return_state=True, **kw)
     assert state.is_completed(), state
-    return state.result().model_dump(), state.state_details.flow_run_id
+    return {**state.result().model_dump(), "state_message": state.message}, state.state_details.flow_run_id
+
+
+def _run_tags(flow_run_id) -> list[str]:
+    with get_client(sync_client=True) as c:
+        return list(c.read_flow_run(flow_run_id).tags)
+
+
+def _model_events(flow_run_id, timeout_s: float = 20.0) -> list:
+    """spira.model.* events related to the flow run (the server stores events in batches)."""
+    import time
+
+    from prefect.events.filters import EventFilter, EventNameFilter, EventRelatedFilter
+
+    flt = EventFilter(event=EventNameFilter(prefix=["spira.model."]), related=EventRelatedFilter(id=[f"prefect.flow-run.{flow_run_id}"]))
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with get_client(sync_client=True) as c:
+            events = c.read_events(filter=flt, limit=50).events  # the client default (100) is over the server cap
+        if events or time.monotonic() > deadline:
+            return events
+        time.sleep(0.5)
 
 
 def _artifacts(flow_run_id) -> dict:
@@ -73,6 +94,15 @@ def test_one_run_opens_its_workspace_once_and_decodes_the_noise_once(first):
     assert first["noise_loads"] == 1
 
 
+def test_the_outcome_shows_at_a_glance(first):
+    """State message, a tag for the runs list, and an event automations can turn into a notification."""
+    assert first["result"]["state_message"] == "promoted spira v1"
+    assert "promoted" in _run_tags(first["run_id"])
+    (event,) = _model_events(first["run_id"])
+    assert event.event == "spira.model.promoted"
+    assert event.resource.id == "spira.model.spira.v1" and event.resource["spira.version"] == "1"
+
+
 def test_first_run_registers_and_posts_the_artifacts(first):
     res = first["result"]
     assert res["version"] == 1 and res["skipped"] is False and res["promoted"] is True
@@ -100,6 +130,8 @@ def test_rerun_on_the_same_snapshot_trains_nothing(first, fast_overrides):
     assert names and not any(n.startswith(("train ", "register ", "features ")) for n in names), names
     assert [v.version for v in open_registry(first["reg"]).list_versions("spira")] == [1]
     assert "Nothing to train" in _artifacts(run_id)["spira-validation-report"][0].data
+    assert result["state_message"].startswith("nothing to train: spira v1")
+    assert "skipped" in _run_tags(run_id) and _model_events(run_id, timeout_s=2) == []
 
 
 def test_added_clips_recompute_only_their_features(first, fast_overrides, tmp_path):
@@ -165,8 +197,12 @@ def test_worse_challenger_is_rejected_with_its_reason(tmp_path, fast_overrides):
         df.with_columns(flipped.cast(pl.Utf8).alias("class")).write_csv(csv)
     challenger, run_id = _run(data, reg, overrides)
     assert challenger["version"] == 2 and challenger["promoted"] is False, challenger["decision"]
-    reasons = " ".join(challenger["decision"]["reasons"])
-    assert "AUC" in reasons and "champion" in reasons.lower()
+    # It is the champion comparison, and only it, that rejected the challenger.
+    failed = [c["name"] for c in challenger["decision"]["checks"] if not c["passed"]]
+    assert failed == ["champion"], challenger["decision"]
+    assert challenger["state_message"] == "rejected spira v2: champion check"
+    assert "rejected" in _run_tags(run_id)
+    assert [e.event for e in _model_events(run_id)] == ["spira.model.rejected"]
     registry = open_registry(reg)
     assert registry.champion("spira").version == 1
     assert registry.ledger("spira")[-1]["action"] == "reject"
