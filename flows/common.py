@@ -30,8 +30,11 @@ def check_trigger(trigger: Optional[str], data_uri: str) -> None:
         raise ValueError(f"trigger object {trigger!r} is outside the watched dataset {base!r}; refusing to run")
 
 
-def add_run_tags(tags: list[str]) -> None:
-    """Tag the running flow run (``prefect.tags`` inside a flow does not retag it); cosmetic, never fails a run."""
+def mark_run(tags: list[str], name_suffix: str = "") -> None:
+    """Tag the running flow run and append ``name_suffix`` to its name, so the runs list shows the outcome.
+
+    (``prefect.tags`` inside a flow does not retag a running flow run.) Cosmetic: never fails a run.
+    """
     run_id = flow_run.get_id()
     if not run_id:
         return
@@ -39,7 +42,8 @@ def add_run_tags(tags: list[str]) -> None:
 
     try:
         with get_client(sync_client=True) as client:
-            current = client.read_flow_run(run_id).tags or []
-            client.update_flow_run(flow_run_id=run_id, tags=sorted(set(current) | set(tags)))
+            current = client.read_flow_run(run_id)
+            name = f"{current.name}-{name_suffix}" if name_suffix and not current.name.endswith(name_suffix) else None
+            client.update_flow_run(flow_run_id=run_id, tags=sorted(set(current.tags or []) | set(tags)), name=name)
     except Exception as exc:
-        get_run_logger().debug("could not tag the flow run: %s", exc)
+        get_run_logger().debug("could not mark the flow run: %s", exc)

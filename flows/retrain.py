@@ -12,7 +12,7 @@ from prefect import flow, get_run_logger, unmapped
 from prefect.events import emit_event
 from prefect.states import Completed, State
 
-from flows.common import add_run_tags, check_trigger, rename_run
+from flows.common import check_trigger, mark_run, rename_run
 from flows.runners import make_task_runner
 from spira_lib.pipeline import RunOutcome, RunSpec, retrain
 from spira_lib.pipeline.contract import (
@@ -115,7 +115,8 @@ def outcome_message(outcome: RunOutcome) -> str:
 
 def finish(outcome: RunOutcome) -> State:
     """End the run so its outcome shows at a glance: a state message, a tag, and an event automations can use."""
-    add_run_tags(["skipped"] if outcome.skipped else ["promoted"] if outcome.promoted else ["rejected"])
+    verdict = "skipped" if outcome.skipped else "promoted" if outcome.promoted else "rejected"
+    mark_run([verdict], f"{verdict}-v{outcome.version}")
     if not outcome.skipped:
         emit_event(
             event=MODEL_PROMOTED_EVENT if outcome.promoted else MODEL_REJECTED_EVENT,

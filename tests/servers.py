@@ -216,8 +216,12 @@ def prefect_server_env(home: Path, port: int, extra: Mapping[str, str] | None = 
 
 
 @contextlib.contextmanager
-def prefect_server(tmp_path: Path, *, timeout_s: float = 120.0, extra_env: Mapping[str, str] | None = None) -> Iterator[str]:
+def prefect_server(
+    tmp_path: Path, *, timeout_s: float = 120.0, extra_env: Mapping[str, str] | None = None, ui: bool = False
+) -> Iterator[str]:
     """Run ``prefect server start`` with its own PREFECT_HOME under ``tmp_path``; yields the API URL.
+
+    ``ui=True`` also serves the web UI (at the API URL without ``/api``), pointed at this server.
 
     Every process that must talk to it needs ``PREFECT_API_URL`` set to the
     yielded URL (otherwise Prefect silently starts an ephemeral server); in the
@@ -233,6 +237,8 @@ def prefect_server(tmp_path: Path, *, timeout_s: float = 120.0, extra_env: Mappi
         home.mkdir(parents=True, exist_ok=True)
         env = prefect_server_env(home, port, extra_env)
         api_url = env["PREFECT_API_URL"]
+        if ui:
+            env.update({"PREFECT_SERVER_UI_ENABLED": "true", "PREFECT_UI_API_URL": api_url})
         cmd = base_cmd + ["server", "start", "--host", "127.0.0.1", "--port", str(port)]
         return _start("prefect server", cmd, f"{api_url}/health", home / "server.log", env, timeout_s), api_url
 

@@ -120,7 +120,8 @@ def test_first_run_registers_and_posts_the_artifacts(first):
     progress = [a for a in arts.get("<progress>", [])]
     assert progress and progress[0].data == 100.0
     with get_client(sync_client=True) as c:
-        assert c.read_flow_run(first["run_id"]).name.startswith("retrain-")
+        name = c.read_flow_run(first["run_id"]).name
+    assert name.startswith("retrain-") and name.endswith("-promoted-v1"), name
 
 
 def test_rerun_on_the_same_snapshot_trains_nothing(first, fast_overrides):
