@@ -109,13 +109,15 @@ def outcome_message(outcome: RunOutcome) -> str:
         return f"nothing to train: {name} was already trained on this data"
     if outcome.promoted:
         return f"promoted {name}"
+    if outcome.held:
+        return f"held {name} as challenger: waits for shadow scoring"
     failed = [c.get("name") for c in (outcome.decision or {}).get("checks", []) if c.get("passed") is False]
     return f"rejected {name}: " + (", ".join(f"{n} check" for n in failed) or "not promoted")
 
 
 def finish(outcome: RunOutcome) -> State:
     """End the run so its outcome shows at a glance: a state message, a tag, and an event automations can use."""
-    verdict = "skipped" if outcome.skipped else "promoted" if outcome.promoted else "rejected"
+    verdict = "skipped" if outcome.skipped else "promoted" if outcome.promoted else "held" if outcome.held else "rejected"
     mark_run([verdict], f"{verdict}-v{outcome.version}")
     if not outcome.skipped:
         emit_event(

@@ -9,6 +9,7 @@ noise is decoded once.
 """
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from spira_lib.adapters.memory import MemoryStore
 from spira_lib.feature_store import FeatureStore
 from spira_lib.pipeline.workspace import Workspace
 from spira_lib.ports import ObjectStore
+from spira_lib.privacy import KEY_ENV
 from spira_lib.registry import ModelRegistry
 
 _WORKSPACES: dict[tuple[str, str, str], Workspace] = {}
@@ -58,7 +60,7 @@ def open_workspace(data_uri: str | Path, registry_uri: str | Path, noise_dir: st
         noise, noise_prefix = data, noise_dir
     return Workspace(
         data=data, store=store, noise=noise, noise_prefix=noise_prefix,
-        registry=ModelRegistry(store), features=FeatureStore(store),
+        registry=ModelRegistry(store), features=FeatureStore(store), privacy_key=os.environ.get(KEY_ENV) or None,
     )
 
 

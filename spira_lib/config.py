@@ -193,6 +193,19 @@ class GateConfig(_Section):
     slice_floor: float = Field(0.5, ge=0, le=1)
     # Accuracy with noisy controls may drop at most this much below clean accuracy.
     max_shortcut_drop: float = Field(0.1, ge=0, le=1)
+    # Shadow evidence before a challenger replaces a champion (0 = promote at once): the challenger is
+    # held, scores batches in shadow, and is promoted once it has scored this many clips with at least
+    # min_shadow_agreement of its decisions equal to the champion's.
+    min_shadow_clips: int = Field(0, ge=0)
+    min_shadow_agreement: float = Field(0.9, ge=0, le=1)
+
+
+class PrivacyConfig(_Section):
+    """What people other than the data owners may read in logs, artifacts and reports."""
+
+    # False (default): file names and speaker ids appear as keyed pseudonyms (p-1a2b...).
+    # True: raw names, for local debugging on your own data only.
+    show_raw_names: bool = False
 
 
 class RuntimeConfig(_Section):
@@ -214,6 +227,7 @@ class SpiraConfig(_Section):
     validation: ValidationConfig = ValidationConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     gate: GateConfig = GateConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
     runtime: RuntimeConfig = RuntimeConfig()
 
     @model_validator(mode="after")

@@ -64,11 +64,11 @@ def retrain(steps: Steps, *, model_name: str, force: bool = False, say: Say = la
     promoted = _train_and_decide(steps, split, say)
     steps.report(promoted)
     registered, compared = promoted.registered, promoted.registered.compared
-    say(f"{model_name} v{registered.version}: {'promoted to champion' if promoted.promoted else 'not promoted'} ({registered.uri})")
+    say(f"{model_name} {promoted.describe()} ({registered.uri})")
     return RunOutcome(
         model=model_name, version=registered.version, skipped=False, promoted=promoted.promoted,
         metrics=compared.evaluated.metrics, decision=compared.decision, uri=registered.uri,
-        seconds=round(time.perf_counter() - t0, 2),
+        seconds=round(time.perf_counter() - t0, 2), held=promoted.held,
     )
 
 

@@ -20,6 +20,7 @@ from spira_lib.hashing import hash_files, stable_hash
 from spira_lib.noise import NoiseBank, listing_digest
 from spira_lib.pipeline.layout import WORKSPACE_DOC, get_json, put_json
 from spira_lib.ports import ObjectStore
+from spira_lib.privacy import Pseudonymizer, key_from
 from spira_lib.registry import ModelRegistry
 
 # Config sections that change what gets trained (evaluation and gate settings do not).
@@ -48,6 +49,8 @@ class Workspace:
     noise_prefix: str
     registry: ModelRegistry
     features: FeatureStore
+    # The pseudonym key from the environment (None: the one stored with the registry).
+    privacy_key: str | None = field(default=None, repr=False)
     # Decoded noise banks by sample rate, with the listing digest they were decoded from.
     _banks: dict[int, tuple[str, NoiseBank]] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -60,6 +63,10 @@ class Workspace:
             if cached is None or cached[0] != current:
                 self._banks[sample_rate] = (current, NoiseBank.load(self.noise, self.noise_prefix, sample_rate))
             return self._banks[sample_rate][1]
+
+    def pseudonyms(self, cfg: SpiraConfig) -> Pseudonymizer:
+        """How names are shown to people other than the data owners (see spira_lib.privacy)."""
+        return Pseudonymizer(key_from(self.store, self.privacy_key), show_raw=cfg.privacy.show_raw_names)
 
     def read_id(self) -> str | None:
         """The workspace id, or None when nothing was written here yet (never writes)."""

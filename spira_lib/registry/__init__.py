@@ -6,6 +6,7 @@ the aliases and the champion history, ``registry`` the versions, and
 """
 from spira_lib.registry.documents import (
     ACTIONS,
+    CHALLENGER_ALIAS,
     DEFAULT_ALIAS,
     MARKER,
     IntegrityError,
@@ -14,4 +15,4 @@ from spira_lib.registry.documents import (
 )
 from spira_lib.registry.registry import ModelRegistry
 
-__all__ = ["ACTIONS", "DEFAULT_ALIAS", "MARKER", "IntegrityError", "ModelRegistry", "ModelVersion", "RegistryError"]
+__all__ = ["ACTIONS", "CHALLENGER_ALIAS", "DEFAULT_ALIAS", "MARKER", "IntegrityError", "ModelRegistry", "ModelVersion", "RegistryError"]

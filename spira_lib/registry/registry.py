@@ -21,6 +21,7 @@ from typing import Any, Callable, Mapping
 from spira_lib.hashing import sha256_hex
 from spira_lib.ports import ObjectInfo, ObjectNotFound, ObjectStore, join_key
 from spira_lib.registry.documents import (
+    CHALLENGER_ALIAS,
     DEFAULT_ALIAS,
     DIGITS_RE,
     MARKER,
@@ -311,6 +312,21 @@ class ModelRegistry:
         """Record that ``version`` was not promoted (ledger only; no pointer moves)."""
         self._check_action(name, version, reason, actor, decision)
         self._ledger.append(name, "reject", version, self._ledger.read_alias(name, DEFAULT_ALIAS), reason, decision, actor)
+
+    def hold(self, name: str, version: int, *, reason: str, decision: dict[str, Any] | None = None, actor: str = "spira") -> None:
+        """The gate passed ``version`` but it waits for shadow evidence: ledger entry, and it becomes the challenger."""
+        self._check_action(name, version, reason, actor, decision)
+        self._ledger.append(name, "hold", version, self._ledger.read_alias(name, DEFAULT_ALIAS), reason, decision, actor)
+        self.set_alias(name, CHALLENGER_ALIAS, version)
+
+    def set_alias(self, name: str, alias: str, version: int) -> None:
+        """Point a non-champion alias (e.g. ``challenger``) at a committed version; the champion moves only by
+        promote/rollback, which keep the ledger."""
+        check_name(alias, "alias")
+        if alias == DEFAULT_ALIAS:
+            raise RegistryError(f"the {DEFAULT_ALIAS!r} alias moves only through promote or rollback")
+        self.get(name, version=version)
+        self._ledger.write_alias(name, alias, version)
 
     def rollback(self, name: str, *, reason: str = "manual rollback", actor: str = "spira") -> ModelVersion:
         """Point the champion back at the version that was champion before the current one.

@@ -79,7 +79,7 @@ def test_a_run_executes_every_step_in_order_and_returns_the_outcome():
     assert steps.calls == FULL
     assert (outcome.version, outcome.promoted, outcome.skipped, outcome.metrics) == (7, True, False, {"roc_auc": 0.9})
     assert outcome.verdict == "promoted to champion"
-    assert any(m.startswith("snapshot ssssssssssss") for m in said) and said[-1].startswith("spira v7: promoted")
+    assert any(m.startswith("snapshot ssssssssssss") for m in said) and said[-1].startswith("spira v7 is champion")
 
 
 def test_already_trained_data_stops_before_features():
