@@ -157,6 +157,32 @@ def predict(
 
 
 @app.command()
+def score(
+    inbox: str = typer.Option(..., "--inbox", help="Folder or s3://bucket/prefix of unlabelled recordings."),
+    registry: str = typer.Option(..., "--registry"),
+    model: str = typer.Option("spira", "--model", help="Registered model name (its champion scores)."),
+    config: Optional[Path] = ConfigOpt,
+    sets: Optional[List[str]] = SetOpt,
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Score the inbox's new recordings with the champion (and a challenger in shadow); Parquet next to the registry."""
+    from spira_lib.pipeline import RunSpec
+    from spira_lib.registry import RegistryError
+    from spira_lib.scoring import run_scoring
+
+    _log_setup(as_json)
+    spec = RunSpec(data_uri=inbox, registry_uri=registry, config=_config(config, sets), model_name=model)
+    try:
+        outcome = run_scoring(spec, say=_say(as_json))
+    except RegistryError as exc:
+        _fail(str(exc))
+    if as_json:
+        typer.echo(outcome.model_dump_json(exclude={"champion": {"shas"}}))
+    else:
+        typer.echo(outcome.champion.describe())
+
+
+@app.command()
 def retrain(
     data: str = typer.Option(..., "--data", help="Dataset folder or s3://bucket/prefix."),
     registry: str = typer.Option(..., "--registry", help="Registry folder or s3://bucket/prefix."),
