@@ -19,6 +19,7 @@ from spira_lib.pipeline.contract import (
     Compared, Evaluated, FeaturesReady, Promoted, Registered, SnapshotRef, SplitRef, Trained, TrainedVersion, Validated,
 )
 from spira_lib.pipeline.data_steps import feature_chunk_count, merge_features
+from spira_lib.ports import PublishedModel
 from spira_lib.watch import MODEL_PROMOTED_EVENT, MODEL_REJECTED_EVENT, model_resource_id
 from tasks import retrain as t
 
@@ -72,6 +73,9 @@ class TaskSteps:
 
     def promote(self, registered: Registered) -> Promoted:
         return t.promote_or_reject(self.spec, registered)
+
+    def hand_off(self, promoted: Promoted) -> PublishedModel | None:
+        return t.hand_off_to_serving(self.spec, promoted)
 
     def report(self, promoted: Promoted) -> None:
         t.publish_report(self.spec, promoted)

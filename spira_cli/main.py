@@ -291,16 +291,17 @@ def registry_promote(
     reason: str = typer.Option("manual promotion", "--reason"),
 ) -> None:
     """Make a version the champion (recorded in the ledger)."""
-    from spira_lib.bootstrap import open_registry
+    from spira_lib.bootstrap import open_workspace
     from spira_lib.registry import RegistryError
 
-    reg = open_registry(registry)
+    ws = open_workspace(registry, registry)
     try:
-        mv = reg.resolve(ref)
-        reg.promote(mv.name, mv.version, reason=reason, actor="cli")
+        mv = ws.registry.resolve(ref)
+        ws.registry.promote(mv.name, mv.version, reason=reason, actor="cli")
     except RegistryError as exc:
         _fail(str(exc))
     typer.echo(f"{mv.name} v{mv.version} is now champion")
+    _hand_off(ws, mv.name)
 
 
 @registry_app.command("rollback")
@@ -310,15 +311,25 @@ def registry_rollback(
     reason: str = typer.Option("manual rollback", "--reason"),
 ) -> None:
     """Move champion back to the previous champion (recorded in the ledger)."""
-    from spira_lib.bootstrap import open_registry
+    from spira_lib.bootstrap import open_workspace
     from spira_lib.registry import RegistryError
 
-    reg = open_registry(registry)
+    ws = open_workspace(registry, registry)
     try:
-        mv = reg.rollback(name, reason=reason, actor="cli")
+        mv = ws.registry.rollback(name, reason=reason, actor="cli")
     except RegistryError as exc:
         _fail(str(exc))
     typer.echo(f"{name}: champion rolled back to v{mv.version}")
+    _hand_off(ws, name)
+
+
+def _hand_off(ws, name: str) -> None:
+    """The new champion to serving (MLflow), when SPIRA_MLFLOW_TRACKING_URI is set."""
+    from spira_lib.pipeline.hand_off import hand_off_champion
+
+    published = hand_off_champion(ws, name)
+    if published is not None:
+        typer.echo(f"handed off to serving: {published.uri} (MLflow version {published.version})")
 
 
 def main() -> None:

@@ -12,6 +12,8 @@ from prefect.artifacts import create_markdown_artifact, create_progress_artifact
 from spira_lib.pipeline import data_steps as D
 from spira_lib.pipeline import layout as L
 from spira_lib.pipeline import model_steps as M
+from spira_lib.pipeline.hand_off import hand_off_champion
+from spira_lib.ports import PublishedModel
 from spira_lib.pipeline.contract import (
     Compared, Evaluated, FeaturesReady, Promoted, Registered, RunSpec, SnapshotRef, SplitRef, Trained, TrainedVersion,
     Validated,
@@ -103,6 +105,15 @@ def register_model(spec: RunSpec, compared: Compared, force: bool = False) -> Re
 @task(name="promote-or-reject", task_run_name="promote or reject {spec.model_name} v{registered.version}", **UNCACHED, **RETRIED)
 def promote_or_reject(spec: RunSpec, registered: Registered) -> Promoted:
     return _logged(M.promote_step(spec, registered, actor="prefect"))
+
+
+@task(name="hand-off-to-serving", task_run_name="hand {spec.model_name} champion to serving", **UNCACHED, **RETRIED)
+def hand_off_to_serving(spec: RunSpec, promoted: Promoted) -> PublishedModel | None:
+    """The new champion to SPIRA's MLflow registry (when SPIRA_MLFLOW_TRACKING_URI is set)."""
+    published = hand_off_champion(spec.workspace(), spec.model_name, spec.config.evaluation.threshold)
+    if published is not None:
+        get_run_logger().info("handed off as %s (MLflow version %s, stage %s)", published.uri, published.version, published.stage)
+    return published
 
 
 @task(name="publish-report", task_run_name="report {spec.model_name} v{promoted.registered.version}", **UNCACHED, **RETRIED)

@@ -201,6 +201,7 @@ class RunOutcome(StepResult):
     uri: str | None = None
     seconds: float | None = None
     held: bool = False
+    served: str | None = None  # where the serving side loads the promoted model (e.g. models:/spira@champion)
 
     @property
     def verdict(self) -> str:

@@ -19,7 +19,7 @@ from spira_lib.feature_store import FeatureStore
 from spira_lib.hashing import hash_files, stable_hash
 from spira_lib.noise import NoiseBank, listing_digest
 from spira_lib.pipeline.layout import WORKSPACE_DOC, get_json, put_json
-from spira_lib.ports import ObjectStore
+from spira_lib.ports import ModelPublisher, ObjectStore
 from spira_lib.privacy import Pseudonymizer, key_from
 from spira_lib.registry import ModelRegistry
 
@@ -49,6 +49,8 @@ class Workspace:
     noise_prefix: str
     registry: ModelRegistry
     features: FeatureStore
+    # Where promoted models are handed off for serving (None: off).
+    publisher: ModelPublisher | None = field(default=None, repr=False)
     # The pseudonym key from the environment (None: the one stored with the registry).
     privacy_key: str | None = field(default=None, repr=False)
     # Decoded noise banks by sample rate, with the listing digest they were decoded from.

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Callable, Protocol
 
 from spira_lib.pipeline.contract import RunSpec, StepResult
+from spira_lib.pipeline.hand_off import hand_off_champion
 from spira_lib.registry import CHALLENGER_ALIAS, ModelVersion, RegistryError
 from spira_lib.scoring.batch import ScoredBatch, read_predictions, score_batch
 from spira_lib.scoring.shadow import ShadowReport, compare, update_tally
@@ -60,6 +61,7 @@ def promote_if_shadow_passes(spec: RunSpec, report: ShadowReport) -> int | None:
     reason = (f"shadow evidence: {report.tally['n']} clips scored in shadow, agreement {report.tally['agreement']:.3f} "
               f">= {gate.min_shadow_agreement:.3f} with champion v{report.champion}")
     reg.promote(spec.model_name, report.challenger, reason=reason, decision=held[-1].get("decision"), actor="spira-score")
+    hand_off_champion(spec.workspace(), spec.model_name, spec.config.evaluation.threshold)
     return report.challenger
 
 
