@@ -27,6 +27,8 @@ TRIM_BELOW_PEAK_DB = 45.0
 TRIM_MARGIN_S = 0.1
 _FRAME_S = 0.02
 _HOP_S = 0.01
+# No audio interface records faster; a higher rate in a header is damage (and a resampling bomb).
+MAX_SAMPLE_RATE = 768_000
 # Frames decoded per read: memory grows with the audio actually there, not with what a header claims.
 _BLOCK_FRAMES = 1 << 16
 
@@ -120,6 +122,8 @@ def read_native(
         with sf.SoundFile(io.BytesIO(data)) as fh:
             sr = int(fh.samplerate)
             declared = int(fh.frames)
+            if sr > MAX_SAMPLE_RATE:
+                raise _fail(name, f"sample rate {sr} Hz is above {MAX_SAMPLE_RATE} Hz: a damaged header", Reason.BAD_SAMPLE_RATE)
             if sr < max(1, min_sample_rate):
                 raise _fail(name, f"sample rate {sr} Hz is below the {min_sample_rate} Hz minimum (audio.min_sample_rate): "
                             "a damaged header, or not a speech recording", Reason.BAD_SAMPLE_RATE)  # fmt: skip
@@ -191,6 +195,12 @@ def check_quality(wave: np.ndarray, sr: int, cfg: AudioConfig) -> Problem | None
     if peak_db < cfg.silence_dbfs:
         shown = "-inf" if peak == 0 else f"{peak_db:.1f}"
         return Problem(Reason.SILENT, f"near-silent clip: peak {shown} dBFS is below {cfg.silence_dbfs:.1f} dBFS")
+    if wave.ndim == 2 and wave.shape[1] > 1:
+        # The model hears the mono mix (decode_audio averages the channels).
+        mix_db = _dbfs(float(np.abs(wave.mean(axis=1, dtype=np.float64)).max()))
+        if mix_db < cfg.silence_dbfs:
+            return Problem(Reason.SILENT, f"the channels cancel out when mixed to mono (mix peak {mix_db:.1f} dBFS): "
+                           "one channel is the other inverted?")  # fmt: skip
     clipped = float(np.count_nonzero(mag >= cfg.clip_level)) / n
     if clipped > cfg.max_clipped_fraction:
         return Problem(

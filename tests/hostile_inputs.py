@@ -339,6 +339,20 @@ def _(c: Ctx) -> None:
         fh.truncate(2 * 1024**3)
 
 
+@case("symlink_to_dev_zero", quarantine({1: "not_a_file"}, "character device"))
+def _(c: Ctx) -> None:
+    """A listed clip is a link to /dev/zero: reading it would never end."""
+    c.clip(0).unlink()
+    c.clip(0).symlink_to("/dev/zero")
+
+
+@case("broken_folder_symlink", quarantine({i: "symlink" for i in range(1, N_CLIPS + 1)}, "broken symbolic link"))
+def _(c: Ctx) -> None:
+    """The audio folder is a link to a cache folder that is not there (a data-versioning checkout without its cache)."""
+    shutil.rmtree(c.data / "audio")
+    (c.data / "audio").symlink_to(c.outside / "cache" / "audio", target_is_directory=True)
+
+
 # --------------------------------------------------------------------------- paths
 @case("dotdot_escapes_dataset", quarantine({1: "bad_path"}, "outside the dataset"))
 def _(c: Ctx) -> None:
@@ -534,6 +548,44 @@ def _(c: Ctx) -> None:
     (c.data / "exports.csv").mkdir()
 
 
+@case("csv_excel_sep_line", accept())
+def _(c: Ctx) -> None:
+    """Excel's 'sep=;' first line, then a ';'-separated table."""
+    c.write_meta("sep=;\n" + render_csv(c.rows, sep=";"))
+
+
+@case("csv_repeated_header", accept())
+def _(c: Ctx) -> None:
+    """Two exports concatenated with their headers."""
+    text = render_csv(c.rows[:6]) + render_csv(c.rows[6:])
+    c.write_meta(text)
+
+
+@case("file_path_spelled_oddly", accept())
+def _(c: Ctx) -> None:
+    """'./', doubled slashes and outer spaces in file_path."""
+    c.rows[0]["file_path"], c.rows[1]["file_path"], c.rows[2]["file_path"] = "./audio/c00.wav", "audio//c01.wav", "  audio/c02.wav "
+    c.write_meta()
+
+
+@case("csv_extra_columns", accept())
+def _(c: Ctx) -> None:
+    """Columns SPIRA does not use (notes, a hospital record number)."""
+    for i, r in enumerate(c.rows):
+        r["observacoes"], r["prontuario"] = "tosse seca", f"{1000 + i}"
+    c.write_meta(render_csv(c.rows, header=[*HEADER, "observacoes", "prontuario"]))
+
+
+@case("csv_in_subfolder", accept())
+def _(c: Ctx) -> None:
+    """The CSV lives in lists/ and points at ../audio/ (file_path is relative to the CSV's folder)."""
+    (c.data / "lists").mkdir()
+    for r in c.rows:
+        r["file_path"] = "../" + r["file_path"]
+    c.write_meta(name=f"lists/{META}")
+    (c.data / META).unlink()
+
+
 # --------------------------------------------------------------------------- cells
 @case("formula_in_sexo", quarantine({1: "bad_value"}, "formula"))
 def _(c: Ctx) -> None:
@@ -649,6 +701,15 @@ def _(c: Ctx) -> None:
     c.write_meta(render_csv(c.rows, header=[*HEADER, "split"]))
 
 
+@case("speaker_in_two_splits", quarantine({1: "speaker_leak", 2: "speaker_leak"}, "more than one split"))
+def _(c: Ctx) -> None:
+    """One speaker's clips given to train and to test."""
+    for r in c.rows:
+        r["split"] = "train"
+    c.rows[1]["speaker_id"], c.rows[1]["split"] = c.rows[0]["speaker_id"], "test"
+    c.write_meta(render_csv(c.rows, header=[*HEADER, "split"]))
+
+
 @case("duplicate_row", quarantine({f"{META}:13": "duplicate"}, "duplicate", n_rows=N_CLIPS + 1))
 def _(c: Ctx) -> None:
     """The same row twice."""
@@ -761,6 +822,21 @@ def _(c: Ctx) -> None:
     c.replace_clip(0, _wav_with(24, "<I", 1, seed=0))
 
 
+@case("sample_rate_absurd", quarantine({1: "bad_sample_rate"}, "sample rate"))
+def _(c: Ctx) -> None:
+    """A WAV header with a 2 GHz sample rate."""
+    c.replace_clip(0, _wav_with(24, "<I", 2_000_000_000, seed=0))
+
+
+@case("other_containers_named_wav", accept())
+def _(c: Ctx) -> None:
+    """AIFF, Sony Wave64, RF64 and Ogg Opus content (libsndfile reads them all)."""
+    c.replace_clip(0, encode(voice(1000), fmt="AIFF"))
+    c.replace_clip(1, encode(voice(1001), fmt="W64"))
+    c.replace_clip(2, encode(voice(1002), fmt="RF64"))
+    c.replace_clip(3, encode(voice(1003, sr=48000), sr=48000, fmt="OGG", subtype="OPUS"))
+
+
 @case("zero_channels", quarantine({1: "unreadable"}, "channel"))
 def _(c: Ctx) -> None:
     """A WAV header with 0 channels."""
@@ -796,6 +872,13 @@ def _(c: Ctx) -> None:
     pos = data.index(b"data")
     data[pos + 4 : pos + 8] = struct.pack("<I", 0xFFFFFFFF)
     c.replace_clip(0, bytes(data))
+
+
+@case("stereo_opposite_phase", quarantine({1: "silent"}, "cancel out"))
+def _(c: Ctx) -> None:
+    """A stereo clip whose right channel is the left one inverted: its mono mix, what the model hears, is silence."""
+    left = voice(1000)
+    c.replace_clip(0, encode(np.hstack([left, -left])))
 
 
 @case("silent_and_clipped", quarantine({1: "silent", 2: "clipped"}, "clip"))

@@ -72,6 +72,15 @@ def metadata_keys(infos: Iterable[ObjectInfo], noise_dir: str) -> list[str]:
     return sorted(found)
 
 
+def _excel_separator_line(text: str) -> tuple[str, str | None]:
+    """Excel may write a first line ``sep=;`` naming the separator: (text without it, the separator)."""
+    first, _, rest = text.lstrip("\ufeff").partition("\n")
+    hint = first.strip()
+    if hint.lower().startswith("sep=") and len(hint) == 5:
+        return rest, hint[4]
+    return text, None
+
+
 def _sniff_separator(text: str) -> str:
     header = next((line for line in text.splitlines() if line.strip()), "")
     counts = {sep: header.count(sep) for sep in (",", ";", "\t")}
@@ -146,7 +155,8 @@ def _read_table(store: ObjectStore, csv_key: str, max_bytes: int | None, size: i
     text = decode_text(raw, csv_key)
     if not text.strip():
         raise DatasetError(f"metadata CSV {csv_key!r} is empty (no header row): add the header and rows, or remove it")
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_sniff_separator(text))
+    text, separator = _excel_separator_line(text)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=separator or _sniff_separator(text))
     try:
         records = list(reader)
     except csv.Error as exc:
@@ -232,6 +242,8 @@ def read_metadata(store: ObjectStore, csv_key: str, *, max_bytes: int | None = N
         cells, row_problem = _cells(names, record)
         if row_problem is None and all(v is None for v in cells.values()):
             continue  # blank line or an empty ",,,," row from a spreadsheet: not a record
+        if [c.strip().lower() for c in record if c.strip()] == [n for n in names if n]:
+            continue  # the header again (CSVs concatenated with their headers): not a record
         row = _parse_row(cells, csv_dir, row_problem) | {"source_csv": csv_key, "row": row_no}
         for name in MANIFEST_SCHEMA:
             out[name].append(row[name])

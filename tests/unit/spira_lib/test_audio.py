@@ -311,3 +311,11 @@ def test_the_limits_are_config_fields_with_checked_values():
         load_config(None, {"audio.max_clip_s": 1.0})
     with pytest.raises(ConfigError, match="audio.max_file_mb"):
         load_config(None, {"audio.max_file_mb": 0})
+
+
+def test_stereo_channels_that_cancel_in_the_mono_mix_are_silent():
+    left = speechlike(1.0)
+    cfg = AudioConfig(min_duration_s=0.5)
+    problem = check_quality(np.stack([left, -left], axis=1), 16000, cfg)
+    assert problem is not None and problem.code.value == "silent" and "cancel out" in problem.message
+    assert check_quality(np.stack([left, left * 0.5], axis=1), 16000, cfg) is None

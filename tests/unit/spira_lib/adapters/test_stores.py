@@ -187,3 +187,20 @@ def test_non_utf8_names_are_skipped_and_named_when_asked_for(tmp_path):
     assert [o.key for o in store.list()] == ["ok.wav"]
     problem = _refusal(store, "áudio.wav").problem
     assert problem.code is Reason.BAD_PATH and "not UTF-8" in problem.message
+
+
+def test_permission_denied_is_named(tmp_path, monkeypatch):
+    """Root reads any file, so the denial is simulated at os.open for this one path."""
+    import errno
+
+    (tmp_path / "locked.wav").write_bytes(b"1")
+    real_open = os.open
+
+    def deny(path, flags, *args, **kwargs):
+        if str(path).endswith("locked.wav"):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", deny)
+    problem = _refusal(LocalFolderStore(tmp_path), "locked.wav").problem
+    assert problem.code is Reason.UNREADABLE and "permission denied" in problem.message

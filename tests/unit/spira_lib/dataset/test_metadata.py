@@ -176,3 +176,11 @@ def test_an_oversized_csv_is_refused_from_its_size_without_reading():
 
     with pytest.raises(DatasetError, match="is 300 MB, larger than the 200 MB limit"):
         read_metadata(NoGet(), "big.csv", max_bytes=200 * 2**20, size=300 * 2**20)
+
+
+def test_excel_sep_line_and_a_repeated_header_are_not_records():
+    store = MemoryStore()
+    text = f"sep=;\n{HEADER.replace(',', ';')}\na.wav;1;M;40;1\n{HEADER.replace(',', ';')}\nb.wav;0;F;30;0\n"
+    store.put("meta.csv", text.encode())
+    df = read_metadata(store, "meta.csv")
+    assert df["key"].to_list() == ["a.wav", "b.wav"] and df["problem"].to_list() == [None, None]
