@@ -1019,6 +1019,8 @@ def judge(expect: Expect, run: tuple | None, error: BaseException | None) -> tup
 def run_case(c: Case, workdir: Path, base: Path, timeout: float = TIMEOUT_S) -> Result:
     if c.needs_non_root and hasattr(os, "geteuid") and os.geteuid() == 0:
         return Result(c.name, "skipped", "needs a non-root user (root reads any file)")
+    import spira_lib.pipeline.data_steps  # noqa: F401 - imported before the clock starts (torch takes seconds)
+
     folder = workdir / c.name
     shutil.copytree(base, folder, symlinks=True)
     ctx = Ctx(folder)
