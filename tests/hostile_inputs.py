@@ -521,6 +521,20 @@ def _(c: Ctx) -> None:
     c.write_meta(text)
 
 
+@case("csv_unclosed_quote", refuse("never closed"))
+def _(c: Ctx) -> None:
+    """A cell opens a quote that is never closed: the rest of the file would become one cell."""
+    c.write_meta(render_csv(c.rows).replace("s05,HC", 's05,"HC', 1))
+
+
+@case("csv_multiline_note", accept())
+def _(c: Ctx) -> None:
+    """A properly quoted multi-line cell in a column SPIRA does not use."""
+    for r in c.rows:
+        r["notes"] = "tosse\nfebre" if r is c.rows[-1] else "-"
+    c.write_meta(render_csv(c.rows, header=[*HEADER, "notes"]))
+
+
 @case("csv_short_row", accept())
 def _(c: Ctx) -> None:
     """A row without its trailing optional cells (spreadsheets drop empty trailing cells)."""

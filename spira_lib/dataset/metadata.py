@@ -33,8 +33,8 @@ _SPLIT_ALIASES = {
     "validacao": "eval", "validação": "eval",
     "test": "test", "testing": "test", "teste": "test",
 }  # fmt: skip
-# Cells that spreadsheet/pandas exports use for "no value".
-_MISSING = {"", "nan", "none", "null", "na", "n/a"}
+# Cells that spreadsheet/pandas exports (and people) use for "no value".
+_MISSING = {"", "nan", "none", "null", "na", "n/a", "-", "--", "\u2014"}
 
 
 def _is_hidden(key: str) -> bool:
@@ -155,14 +155,11 @@ def _read_table(store: ObjectStore, csv_key: str, max_bytes: int | None, size: i
     text = decode_text(raw, csv_key)
     if not text.strip():
         raise DatasetError(f"metadata CSV {csv_key!r} is empty (no header row): add the header and rows, or remove it")
-    text, separator = _excel_separator_line(text)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=separator or _sniff_separator(text))
-    try:
-        records = list(reader)
-    except csv.Error as exc:
-        raise DatasetError(f"metadata CSV {csv_key!r} cannot be parsed near line {reader.line_num}: {exc}") from None
+    records = _records(text, csv_key)
     while records and not any(c.strip() for c in records[0]):
         records.pop(0)  # blank lines above the header
+    if not records:
+        raise DatasetError(f"metadata CSV {csv_key!r} is empty (no header row): add the header and rows, or remove it")
     names = [c.strip().lstrip("\ufeff").lower() for c in records[0]]
     dupes = sorted({n for n in names if n and names.count(n) > 1})
     if dupes:
@@ -172,6 +169,31 @@ def _read_table(store: ObjectStore, csv_key: str, max_bytes: int | None, size: i
         found = ", ".join(repr(n[:40]) for n in names[:12] if n) or "none"
         raise DatasetError(f"metadata CSV {csv_key!r} is missing required column(s): {', '.join(missing)} (found: {found})")
     return names, records[1:]
+
+
+def _records(text: str, csv_key: str) -> list[list[str]]:
+    """The CSV's records; DatasetError when it is not a table, naming the line."""
+    text, separator = _excel_separator_line(text)
+    delimiter = separator or _sniff_separator(text)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    records, start, end = [], 1, 0
+    try:
+        for record in reader:
+            records.append(record)
+            start, end = end + 1, reader.line_num
+    except csv.Error as exc:
+        raise DatasetError(f"metadata CSV {csv_key!r} cannot be parsed near line {reader.line_num}: {exc}") from None
+    if records and any("\n" in c or "\r" in c for c in records[-1]):
+        # The lenient reader lets a quote that is never closed swallow the rest of the file into one cell.
+        tail = "".join(io.StringIO(text, newline="").readlines()[start - 1 :])
+        try:
+            list(csv.reader(io.StringIO(tail, newline=""), delimiter=delimiter, strict=True))
+        except csv.Error:
+            raise DatasetError(
+                f"metadata CSV {csv_key!r} has a quote opened on line {start} that is never closed "
+                "(the rest of the file would become one cell)"
+            ) from None
+    return records
 
 
 def _too_large(key: str, size: int, limit: int) -> str:

@@ -159,6 +159,8 @@ def test_utf16_csvs_are_read(encoding):
         (csv("a.wav,1,M,40,1", "b.wav,1,M,40," + "x" * 200_000), "cannot be parsed near line 3"),
         (b"file_path,class,class,sexo,idade,nivel_falta_de_ar\n", "duplicate column(s): class"),
         (b"\n\n \n", "is empty"),
+        (b"sep=;\n", "is empty"),
+        (csv("a.wav,1,M,40,1", 'b.wav,1,M,40,"1', "c.wav,0,F,30,0"), "quote opened on line 3 that is never closed"),
     ],
 )
 def test_csvs_that_are_not_tables_are_dataset_errors(data, phrase):
@@ -184,3 +186,11 @@ def test_excel_sep_line_and_a_repeated_header_are_not_records():
     store.put("meta.csv", text.encode())
     df = read_metadata(store, "meta.csv")
     assert df["key"].to_list() == ["a.wav", "b.wav"] and df["problem"].to_list() == [None, None]
+
+
+def test_a_dash_is_no_value_not_a_formula():
+    store = MemoryStore()
+    store.put("meta.csv", csv("a.wav,1,-,-,--"))
+    df = read_metadata(store, "meta.csv")
+    assert df["problem"].to_list() == [None]
+    assert (df["sex"][0], df["age"][0], df["dyspnea"][0]) == (None, None, None)
