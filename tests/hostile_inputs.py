@@ -644,6 +644,12 @@ def _(c: Ctx) -> None:
     c.write_meta()
 
 
+@case("dash_as_no_value", accept())
+def _(c: Ctx) -> None:
+    """'-' typed for unknown sex, age, level and hospital (not a formula)."""
+    c.set_cells(0, sexo="-", idade="-", nivel_falta_de_ar="-", hospital="-")
+
+
 @case("dyspnea_text", quarantine({2: "bad_value"}, "nivel_falta_de_ar"))
 def _(c: Ctx) -> None:
     """'nivel_falta_de_ar' is a word."""
