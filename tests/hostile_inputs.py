@@ -258,6 +258,13 @@ def _(c: Ctx) -> None:
     (c.data / "audio" / "back").symlink_to("..", target_is_directory=True)
 
 
+@case("symlink_to_filesystem_root", accept())
+def _(c: Ctx) -> None:
+    """Folder links to / and to /proc inside the dataset: walking them would list the whole machine."""
+    (c.data / "everything").symlink_to("/", target_is_directory=True)
+    (c.data / "processes").symlink_to("/proc", target_is_directory=True)
+
+
 @case("broken_symlink_listed", quarantine({1: "symlink"}, "symbolic link"))
 def _(c: Ctx) -> None:
     """A listed clip is a dangling link (its target was never fetched)."""

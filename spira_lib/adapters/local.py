@@ -2,9 +2,10 @@
 
 Keys are checked as text (no ``..`` part), so no key names a file outside the
 root; symbolic links *inside* the root are the user's doing and are followed,
-to files and to folders, wherever they point (data-versioning tools keep a
-dataset as links into a cache). A folder link back to one of its own parents is
-walked once.
+to files and to folders (data-versioning tools keep a dataset as links into a
+cache). A folder link back to one of its own parents is walked once; one to a
+folder that holds the dataset itself (``/``, ``../..``) or to ``/proc``,
+``/sys`` or ``/dev`` is not walked.
 
 Nothing a folder may hold breaks a listing or blocks a read: broken or looping
 links, named pipes, sockets, devices and names that are not UTF-8 are left out
@@ -214,12 +215,23 @@ class LocalFolderStore:
             log.warning("skipping %s%s: %s", rel, name, why)
             return
         if stat.S_ISDIR(st.st_mode):
-            if not name.startswith("."):
+            if not name.startswith(".") and not self._too_wide(entry, rel):
                 stack.append((Path(entry.path), f"{rel}{name}/", parents))
         elif not stat.S_ISREG(st.st_mode):
             log.warning("skipping %s%s: it is %s", rel, name, _kind(st.st_mode))
         elif not (name.startswith(".") and name.endswith(".tmp")):  # an in-flight atomic write
             found.append(ObjectInfo(f"{rel}{name}", st.st_size, f"{st.st_mtime_ns:x}-{st.st_size:x}"))
+
+    def _too_wide(self, entry: os.DirEntry, rel: str) -> bool:
+        """A folder link to a folder holding the whole dataset (``/``, ``../..``) or to a system pseudo-folder:
+        walking it would list the machine, not the dataset."""
+        if not entry.is_symlink():
+            return False
+        target = Path(os.path.realpath(entry.path))
+        if target == self.root or target in self.root.parents or target.parts[1:2] in (("proc",), ("sys",), ("dev",)):
+            log.warning("skipping %s%s: a link to %s, which holds more than a dataset", rel, entry.name, target)
+            return True
+        return False
 
     def delete(self, key: str) -> None:
         try:

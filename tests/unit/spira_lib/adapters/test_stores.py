@@ -204,3 +204,14 @@ def test_permission_denied_is_named(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "open", deny)
     problem = _refusal(LocalFolderStore(tmp_path), "locked.wav").problem
     assert problem.code is Reason.UNREADABLE and "permission denied" in problem.message
+
+
+def test_folder_links_to_the_whole_machine_are_not_walked(tmp_path, caplog):
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "a.wav").write_bytes(b"1")
+    (root / "slash").symlink_to("/", target_is_directory=True)
+    (root / "up").symlink_to("..", target_is_directory=True)
+    (root / "sys").symlink_to("/sys", target_is_directory=True)
+    assert [o.key for o in LocalFolderStore(root).list()] == ["a.wav"]
+    assert caplog.text.count("which holds more than a dataset") == 3
