@@ -39,6 +39,24 @@ class AudioConfig(_Section):
     # Fraction of samples at |x| >= clip_level that marks a clip as clipped.
     clip_level: float = Field(0.999, gt=0, le=1.0)
     max_clipped_fraction: float = Field(0.01, ge=0, le=1)
+    # Limits on hostile or odd input. A file (audio or metadata CSV) larger than
+    # max_file_mb is refused from its listed size, without being read; decoding
+    # stops after max_clip_s seconds of audio (a longer clip is quarantined), so a
+    # header that claims days of audio cannot exhaust memory; a sample rate below
+    # min_sample_rate (a corrupt header, e.g. 1 Hz) is not speech.
+    max_file_mb: float = Field(200.0, gt=0)
+    max_clip_s: float = Field(300.0, gt=0)
+    min_sample_rate: int = Field(4000, gt=0)
+
+    @model_validator(mode="after")
+    def _check_limits(self) -> "AudioConfig":
+        if self.max_clip_s < self.min_duration_s:
+            raise ValueError(f"max_clip_s ({self.max_clip_s}) must be >= min_duration_s ({self.min_duration_s})")
+        return self
+
+    @property
+    def max_file_bytes(self) -> int:
+        return int(self.max_file_mb * 1024 * 1024)
 
 
 class FeatureConfig(_Section):
