@@ -16,8 +16,10 @@ that sees all of it:
 * the deployment's concurrency limit (1, ENQUEUE) means a burst that outlasts
   the window starts a second run only after the first finished.
 
-``prefect.yaml`` carries the same trigger as YAML (``tests/unit/test_prefect_yaml.py``
-checks that both agree); ``deployments/serve.py`` uses this module directly.
+``prefect.yaml`` carries the same trigger as YAML, its window read from
+``$SPIRA_SETTLE_SECONDS`` at deploy time by ``settle_window`` below
+(``tests/unit/deployments/test_prefect_yaml.py`` checks that both agree);
+``deployments/serve.py`` uses this module directly.
 """
 from __future__ import annotations
 
@@ -37,7 +39,12 @@ EVENT_NAME = OBJECT_CREATED_EVENT
 # and a CSV "within a few minutes"); a longer burst gives one more, queued run.
 DEFAULT_SETTLE_SECONDS = 600
 
+# The variable `prefect deploy` reads the window from (see settle_window below).
+SETTLE_ENV = "SPIRA_SETTLE_SECONDS"
+
 TRIGGER_NAME = "spira-retrain-on-upload"
+# The `local` target's trigger (deployed disabled; `prefect automation resume <this name>` enables it).
+LOCAL_TRIGGER_NAME = "spira-retrain-on-upload-local"
 
 # Flow parameters rendered from the firing (first) event of a burst. The
 # ``| string`` filter is required: the raw id is a UUID, which Prefect cannot
@@ -139,15 +146,42 @@ def require_env(names: Iterable[str]) -> dict[str, str]:
     return values
 
 
+def settle_window(variable: str = SETTLE_ENV, default: int = DEFAULT_SETTLE_SECONDS) -> dict[str, int]:
+    """A ``prefect deploy`` build step: the upload-burst window, in whole seconds.
+
+    Read from ``$SPIRA_SETTLE_SECONDS`` at deploy time (``default`` when unset or
+    blank), so a trial deploy can use a short window without editing the tracked
+    ``prefect.yaml``. ``prefect.yaml`` uses the output as ``{{ spira-window.seconds }}``
+    for both ``within`` and ``schedule_after``. A value that is not a positive
+    whole number stops the deploy (a zero window would start one run per object).
+    """
+    raw = os.environ.get(variable, "").strip()
+    if not raw:
+        return {"seconds": int(default)}
+    try:
+        seconds = int(raw)
+    except ValueError:
+        seconds = 0
+    if seconds <= 0:
+        raise ValueError(
+            f"environment variable {variable}={raw!r} must be a positive whole number of seconds "
+            f"(the upload-burst window; unset it for the default {default})"
+        )
+    return {"seconds": seconds}
+
+
 __all__ = [
     "EVENT_NAME",
     "EVENT_PARAMETERS",
     "DEFAULT_SETTLE_SECONDS",
     "TRIGGER_NAME",
+    "LOCAL_TRIGGER_NAME",
+    "SETTLE_ENV",
     "CONCURRENCY_LIMIT",
     "COLLISION_STRATEGY",
     "retrain_trigger",
     "retrain_concurrency",
     "trigger_as_yaml",
     "require_env",
+    "settle_window",
 ]
