@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 from datetime import timedelta
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.events import DeploymentEventTrigger
@@ -118,22 +118,24 @@ def trigger_as_yaml(trigger: DeploymentEventTrigger) -> dict[str, Any]:
     }
 
 
-def require_env(names: Iterable[str]) -> dict[str, str]:
+def require_env(names: Iterable[str], env: Mapping[str, str] | None = None) -> dict[str, str]:
     """A ``prefect deploy`` build step: fail when a variable prefect.yaml templates is unset.
 
     Prefect replaces an unset ``{{ $VAR }}`` with an empty string and deploys
     anyway (a trigger on ``/*``, a run on dataset ``""``); this step stops the
     deploy instead, naming the variables. Returns their values as step outputs.
+    ``env`` (default ``os.environ``) lets ``spira doctor`` apply the same rules.
     """
+    environ = os.environ if env is None else env
     names = list(names)
-    missing = [n for n in names if not os.environ.get(n, "").strip()]
+    missing = [n for n in names if not environ.get(n, "").strip()]
     if missing:
         raise ValueError(
             "prefect.yaml needs these environment variables at deploy time: "
             + ", ".join(missing)
             + " (e.g. export SPIRA_DATA_URI=s3://bucket/incoming SPIRA_REGISTRY_URI=s3://bucket/registry)"
         )
-    values = {n: os.environ[n].strip() for n in names}
+    values = {n: environ[n].strip() for n in names}
     for n, v in values.items():
         if n.endswith("_URI") and v.endswith("/"):
             raise ValueError(f"environment variable {n}={v!r} must not end with '/' (the trigger adds '/*')")
@@ -146,7 +148,9 @@ def require_env(names: Iterable[str]) -> dict[str, str]:
     return values
 
 
-def settle_window(variable: str = SETTLE_ENV, default: int = DEFAULT_SETTLE_SECONDS) -> dict[str, int]:
+def settle_window(
+    variable: str = SETTLE_ENV, default: int = DEFAULT_SETTLE_SECONDS, env: Mapping[str, str] | None = None
+) -> dict[str, int]:
     """A ``prefect deploy`` build step: the upload-burst window, in whole seconds.
 
     Read from ``$SPIRA_SETTLE_SECONDS`` at deploy time (``default`` when unset or
@@ -155,7 +159,7 @@ def settle_window(variable: str = SETTLE_ENV, default: int = DEFAULT_SETTLE_SECO
     for both ``within`` and ``schedule_after``. A value that is not a positive
     whole number stops the deploy (a zero window would start one run per object).
     """
-    raw = os.environ.get(variable, "").strip()
+    raw = (os.environ if env is None else env).get(variable, "").strip()
     if not raw:
         return {"seconds": int(default)}
     try:
