@@ -41,6 +41,8 @@ DEFAULT_SETTLE_SECONDS = 600
 
 # The variable `prefect deploy` reads the window from (see settle_window below).
 SETTLE_ENV = "SPIRA_SETTLE_SECONDS"
+# The variable naming the config file the deployed runs use (see run_config below).
+CONFIG_ENV = "SPIRA_CONFIG"
 
 TRIGGER_NAME = "spira-retrain-on-upload"
 # The `local` target's trigger (deployed disabled; `prefect automation resume <this name>` enables it).
@@ -174,6 +176,29 @@ def settle_window(
     return {"seconds": seconds}
 
 
+def run_config(variable: str = CONFIG_ENV, env: Mapping[str, str] | None = None) -> dict[str, str | None]:
+    """A ``prefect deploy`` build step: the config file the deployed runs use, or None (the defaults).
+
+    Read from ``$SPIRA_CONFIG`` at deploy time (e.g. ``configs/fast.yaml`` for a
+    trial); ``prefect.yaml`` passes it as the runs' ``config_path`` parameter
+    (``{{ spira-config.path }}``). The file is loaded now, so a missing file or
+    a bad field stops the deploy rather than the first run. The path is handed
+    over as given: a path relative to the repository root works for both
+    targets (the ``local`` worker runs from this folder, the image holds the
+    repository at ``/opt/spira``).
+    """
+    raw = (os.environ if env is None else env).get(variable, "").strip()
+    if not raw:
+        return {"path": None}
+    from spira_lib.config import ConfigError, load_config
+
+    try:
+        load_config(raw)
+    except ConfigError as exc:
+        raise ValueError(f"environment variable {variable}={raw!r}: {exc}") from None
+    return {"path": raw}
+
+
 __all__ = [
     "EVENT_NAME",
     "EVENT_PARAMETERS",
@@ -181,6 +206,7 @@ __all__ = [
     "TRIGGER_NAME",
     "LOCAL_TRIGGER_NAME",
     "SETTLE_ENV",
+    "CONFIG_ENV",
     "CONCURRENCY_LIMIT",
     "COLLISION_STRATEGY",
     "retrain_trigger",
@@ -188,4 +214,5 @@ __all__ = [
     "trigger_as_yaml",
     "require_env",
     "settle_window",
+    "run_config",
 ]

@@ -32,6 +32,7 @@ ENV = {
     "SPIRA_IMAGE": "registry.example.org/spira-ct:0.1.0",
 }
 PLACEHOLDER = re.compile(r"{{\s*\$(\w+)\s*}}")
+STEP_OUTPUT = re.compile(r"{{\s*([\w-]+)\.(\w+)\s*}}")
 
 
 def deployments(flow_fn: str | None = None) -> list[dict[str, Any]]:
@@ -50,7 +51,7 @@ def step_outputs(dep: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
     """
     outputs: dict[str, Any] = {}
     with mock.patch.dict(os.environ, env, clear=False):
-        for name in {T.SETTLE_ENV} - set(env):
+        for name in {T.SETTLE_ENV, T.CONFIG_ENV} - set(env):
             os.environ.pop(name, None)
         for step in build_steps(dep):
             ((fqn, inputs),) = step.items()
@@ -190,6 +191,46 @@ def test_window_is_chosen_at_deploy_time(dep: dict[str, Any]) -> None:
         assert trig.within.total_seconds() == trig.schedule_after.total_seconds() == seconds, env
     with pytest.raises(ValueError, match="SPIRA_SETTLE_SECONDS='0' must be a positive whole number"):
         yaml_triggers(dep, {"SPIRA_SETTLE_SECONDS": "0"})
+
+
+def test_every_step_output_placeholder_has_its_step() -> None:
+    """A deployment whose own build lacks a step would deploy the literal '{{ spira-window.seconds }}'."""
+    for dep in deployments():
+        text = yaml.safe_dump({k: v for k, v in dep.items() if k != "triggers"} | {
+            "triggers": [{k: v for k, v in t.items() if k != "parameters"} for t in dep.get("triggers") or []]})
+        used = {step for step, _ in STEP_OUTPUT.findall(text)} - {"event"}
+        ids = {inputs["id"] for step in build_steps(dep) for inputs in step.values()}
+        assert used <= ids, f"{dep['name']} {dep['entrypoint']}: steps {used - ids} missing from its build"
+        outputs = step_outputs(dep, ENV)
+        for step, key in STEP_OUTPUT.findall(text):
+            if step != "event":
+                assert key in outputs[step], f"{step}.{key}"
+
+
+@pytest.mark.parametrize("dep", [d for d in deployments() if "config_path" in (d.get("parameters") or {})],
+                         ids=lambda d: f"{d['name']}-{d['entrypoint'].split(':')[1]}")
+def test_runs_config_is_chosen_at_deploy_time(dep: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)  # `prefect deploy` runs from the repository root
+    for env, expected in (({}, None), ({"SPIRA_CONFIG": "configs/fast.yaml"}, "configs/fast.yaml")):
+        params = rendered(dep["parameters"], step_outputs(dep, {**ENV, **env}))
+        assert params.get("config_path") == expected, env
+
+
+def test_retrain_and_evaluate_take_the_deploy_time_config() -> None:
+    for fn in ("retrain_flow", "evaluate_champion_flow"):
+        assert all(d["parameters"]["config_path"] == "{{ spira-config.path }}" for d in deployments(fn)), fn
+
+
+def test_run_config_loads_the_file_at_deploy_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+    assert T.run_config(env={}) == {"path": None}
+    assert T.run_config(env={"SPIRA_CONFIG": "configs/fast.yaml"}) == {"path": "configs/fast.yaml"}
+    with pytest.raises(ValueError, match="SPIRA_CONFIG='nope.yaml': config file nope.yaml does not exist"):
+        T.run_config(env={"SPIRA_CONFIG": "nope.yaml"})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("training:\n  epochs: -3\n")
+    with pytest.raises(ValueError, match="training.epochs"):
+        T.run_config(env={"SPIRA_CONFIG": str(bad)})
 
 
 @pytest.mark.parametrize("value", ["0", "-5", "ten", "1.5", "10m"])
