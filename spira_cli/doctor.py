@@ -45,6 +45,7 @@ VARIABLES: dict[str, str] = {
     "SPIRA_REGISTRY_URI": "prefect deploy, spira doctor",
     "SPIRA_IMAGE": "prefect deploy (gpu)",
     SETTLE_ENV: "prefect deploy (optional, default 600)",
+    "SPIRA_CONFIG": "prefect deploy (optional config file of the runs)",
     "SPIRA_S3_ENDPOINT_URL": "bridge, worker, spira (MinIO/moto only)",
     "SPIRA_SQS_ENDPOINT_URL": "bridge, spira doctor (moto only)",
     "AWS_ENDPOINT_URL": "fallback for both endpoints",
@@ -108,7 +109,7 @@ class Setup:
 
 def check_environment(st: Setup) -> bool:
     """Variables and their values; returns whether the two URIs are usable for the storage checks."""
-    from deployments.triggers import require_env, settle_window
+    from deployments.triggers import require_env, run_config, settle_window
 
     names = ["SPIRA_DATA_URI", "SPIRA_REGISTRY_URI"] + (["SPIRA_IMAGE"] if st.target == "gpu" else [])
     uris_ok = False
@@ -127,6 +128,11 @@ def check_environment(st: Setup) -> bool:
         st.add("environment", "upload window", OK, f"{settle_window(env=st.env)['seconds']} s ({SETTLE_ENV} or the default)")
     except ValueError as exc:
         st.add("environment", "upload window", FAIL, str(exc), f"export {SETTLE_ENV}=600   # or unset it")
+    try:
+        path = run_config(env=st.env)["path"]
+        st.add("environment", "runs' config", OK, path or "built-in defaults (SPIRA_CONFIG unset)")
+    except ValueError as exc:
+        st.add("environment", "runs' config", FAIL, str(exc), "export SPIRA_CONFIG=configs/fast.yaml   # an existing file, or unset it")
     if not st.get("PREFECT_API_URL"):
         st.add("environment", "PREFECT_API_URL", FAIL,
                "not set: prefect deploy, the worker and the bridge would each start a throwaway server",

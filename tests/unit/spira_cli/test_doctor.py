@@ -128,6 +128,8 @@ def test_a_bad_window_fails_on_its_own(aws) -> None:
     assert checks["upload window"].status == D.FAIL
     assert "SPIRA_SETTLE_SECONDS='0' must be a positive whole number" in checks["upload window"].detail
     assert "bucket spira-raw" in checks  # the storage checks still ran
+    bad_config = by_name(D.run_checks("local", {**BASE, "SPIRA_CONFIG": "missing.yaml"}, clients=aws[2]))["runs' config"]
+    assert bad_config.status == D.FAIL and "config file missing.yaml does not exist" in bad_config.detail
 
 
 def test_gpu_target_needs_the_image_and_reports_the_window() -> None:
@@ -316,7 +318,7 @@ def test_command_exit_status_and_json(monkeypatch: pytest.MonkeyPatch) -> None:
     out = json.loads(res.output)
     assert out["target"] == "local" and out["variables"]["SPIRA_DATA_URI"] == "-"
     assert [(c["name"], c["status"]) for c in out["checks"]] == [
-        ("deploy variables", D.FAIL), ("upload window", D.OK), ("PREFECT_API_URL", D.FAIL)]
+        ("deploy variables", D.FAIL), ("upload window", D.OK), ("runs' config", D.OK), ("PREFECT_API_URL", D.FAIL)]
     assert runner.invoke(app, ["doctor", "--target", "cloud"]).exit_code == 2
 
     monkeypatch.setattr(D, "run_checks", lambda *a, **k: [D.Check("x", "y", D.TODO, "later", "cmd")])
