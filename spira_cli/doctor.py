@@ -226,8 +226,9 @@ def check_queue(st: Setup, s3: Any, sqs: Any) -> Optional[str]:
     matching = [c for c in configs if _covers(c, prefix)]
     arn_hint = given_arn or "arn:aws:sqs:REGION:ACCOUNT:QUEUE"
     if not matching:
+        hint = "" if given_arn else " (run with --queue-url URL to get the command with your queue's ARN)"
         st.add("queue", f"notification on {bucket}", FAIL,
-               f"no s3:ObjectCreated notification to an SQS queue covers {st.get('SPIRA_DATA_URI')}/",
+               f"no s3:ObjectCreated notification to an SQS queue covers {st.get('SPIRA_DATA_URI')}/{hint}",
                _notification_fix(st, bucket, prefix, arn_hint))
         return st.queue_url if given_arn else None
     arns = [c["QueueArn"] for c in matching]
@@ -360,30 +361,31 @@ class PrefectProbe:
             return str(exc) or type(exc).__name__
         return None if resp.status_code == 200 else f"HTTP {resp.status_code}"
 
-    def work_pool(self, name: str) -> Optional[dict[str, Any]]:
+    def _read(self, method: str, *args: Any) -> Any:
+        """``client.<method>(*args)``, or None when the server has no such object."""
         from prefect.exceptions import ObjectNotFound
 
         with self._client() as client:
             try:
-                pool = client.read_work_pool(name)
+                return getattr(client, method)(*args)
             except ObjectNotFound:
                 return None
+
+    def work_pool(self, name: str) -> Optional[dict[str, Any]]:
+        pool = self._read("read_work_pool", name)
+        if pool is None:
+            return None
         props = (pool.base_job_template or {}).get("variables", {}).get("properties", {})
         return {"type": pool.type, "variables": sorted(props)}
 
     def online_workers(self, pool: str) -> int:
-        with self._client() as client:
-            workers = client.read_workers_for_work_pool(pool)
+        workers = self._read("read_workers_for_work_pool", pool) or []
         return sum(1 for w in workers if str(getattr(w.status, "value", w.status)).upper() == "ONLINE")
 
     def deployment(self, name: str) -> Optional[dict[str, Any]]:
-        from prefect.exceptions import ObjectNotFound
-
-        with self._client() as client:
-            try:
-                dep = client.read_deployment_by_name(name)
-            except ObjectNotFound:
-                return None
+        dep = self._read("read_deployment_by_name", name)
+        if dep is None:
+            return None
         return {"id": dep.id, "parameters": dict(dep.parameters or {}), "work_pool_name": dep.work_pool_name}
 
     def automations(self, deployment_id: Any) -> list[dict[str, Any]]:

@@ -79,3 +79,28 @@ def test_a_server_that_does_not_come_up_ends_with_the_fix(fake_server) -> None:
     assert "did not answer within 30 s" in text
     assert "export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=60" in text
     assert "prefect server start" in text and "PREFECT_API_URL" in text
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_the_real_embedded_server_starts_announced_and_without_telemetry(tmp_path) -> None:
+    """A fresh PREFECT_HOME (the slow first start) in a clean process, as `spira retrain` / `make demo` meet it."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import httpx\n"
+        "from spira_cli.orchestrated import prefect_defaults, start_embedded_server\n"
+        "prefect_defaults()\n"
+        "url = start_embedded_server()\n"
+        "print('SETTINGS', httpx.get(url + '/admin/settings', timeout=30).json()['server']['analytics_enabled'])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
+    res = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=400)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "SETTINGS False" in res.stdout, res.stdout
+    assert "starting Prefect's embedded server" in res.stderr and "limit 180 s" in res.stderr
+    assert "embedded Prefect server ready at http://127.0.0.1:" in res.stderr
+    assert "ERROR" not in res.stdout + res.stderr
