@@ -279,6 +279,12 @@ def serve(ctx: typer.Context) -> None:
     raise typer.Exit(serve_main(list(ctx.args)) or 0)
 
 
+# `spira doctor`: checks a production setup before deploying (Prefect and boto3 imported only when run).
+from spira_cli.doctor import doctor as _doctor  # noqa: E402
+
+app.command("doctor")(_doctor)
+
+
 @registry_app.command("list")
 def registry_list(registry: str = typer.Option(..., "--registry")) -> None:
     """Models, their versions and aliases."""

@@ -32,6 +32,7 @@ ENV = {
     "SPIRA_IMAGE": "registry.example.org/spira-ct:0.1.0",
 }
 PLACEHOLDER = re.compile(r"{{\s*\$(\w+)\s*}}")
+STEP_OUTPUT = re.compile(r"{{\s*([\w-]+)\.(\w+)\s*}}")
 
 
 def deployments(flow_fn: str | None = None) -> list[dict[str, Any]]:
@@ -39,14 +40,47 @@ def deployments(flow_fn: str | None = None) -> list[dict[str, Any]]:
     return [d for d in out if flow_fn is None or d["entrypoint"].endswith(":" + flow_fn)]
 
 
-def rendered(obj: Any) -> Any:
-    """What `prefect deploy` makes of the {{ $VAR }} placeholders with ENV exported (it reads os.environ)."""
+def build_steps(dep: dict[str, Any]) -> list[dict[str, Any]]:
+    return dep.get("build") or RAW["build"]  # a deployment's own build replaces the global one
+
+
+def step_outputs(dep: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+    """The outputs of the deployment's build steps with ``env`` exported, keyed by step id as `prefect deploy` does.
+
+    (Prefect's own ``run_steps`` would also resolve Prefect variables, which needs a server.)
+    """
+    outputs: dict[str, Any] = {}
+    with mock.patch.dict(os.environ, env, clear=False):
+        for name in {T.SETTLE_ENV, T.CONFIG_ENV} - set(env):
+            os.environ.pop(name, None)
+        for step in build_steps(dep):
+            ((fqn, inputs),) = step.items()
+            inputs = dict(inputs)
+            step_id = inputs.pop("id")
+            module, fn = fqn.rsplit(".", 1)
+            outputs[step_id] = getattr(importlib.import_module(module), fn)(**apply_values(inputs, outputs))
+    return outputs
+
+
+def rendered(obj: Any, outputs: dict[str, Any] | None = None) -> Any:
+    """What `prefect deploy` makes of the {{ $VAR }} and step-output placeholders with ENV exported."""
     with mock.patch.dict(os.environ, ENV):
-        return apply_values(obj, os.environ, remove_notset=False)
+        obj = apply_values(obj, os.environ, remove_notset=False)
+    return apply_values(obj, outputs or {}, remove_notset=False) if outputs else obj
 
 
-def yaml_triggers(dep: dict[str, Any]):
-    return _initialize_deployment_triggers(dep["name"], [dict(t) for t in rendered(dep.get("triggers") or [])])
+def yaml_triggers(dep: dict[str, Any], env: dict[str, str] | None = None):
+    """The triggers as `prefect deploy` builds them: env placeholders, then build-step outputs (not in parameters)."""
+    outputs = step_outputs(dep, {**ENV, **(env or {})})
+    specs = []
+    for raw in rendered(dep.get("triggers") or []):
+        spec = dict(raw)
+        parameters = spec.pop("parameters", None)
+        spec = apply_values(spec, outputs, warn_on_notset=False)
+        if parameters is not None:
+            spec["parameters"] = parameters
+        specs.append(spec)
+    return _initialize_deployment_triggers(dep["name"], specs)
 
 
 # ------------------------------------------------------------------ prefect.yaml
@@ -88,7 +122,8 @@ def test_retrain_trigger_is_one_run_per_upload_burst(dep: dict[str, Any]) -> Non
     assert raw["expect"] == [T.EVENT_NAME]
     assert raw["for_each"] == ["s3.bucket"], "per-object bucketing would start one run per uploaded clip"
     assert raw["posture"] == "Reactive" and raw["threshold"] == 1
-    assert raw["within"] > 0 and raw["within"] == raw["schedule_after"]
+    # One deploy-time window for both: events absorbed for as long as the run waits.
+    assert raw["within"] == raw["schedule_after"] == "{{ spira-window.seconds }}"
     assert raw["match"] == {"prefect.resource.id": "{{ $SPIRA_DATA_URI }}/*"}
     assert raw["parameters"]["trigger"] == "{{ event.resource.id }}"
     assert re.fullmatch(r"{{\s*event\.id\s*\|\s*string\s*}}", raw["parameters"]["event_id"]), "event.id needs | string"
@@ -116,7 +151,8 @@ def test_only_the_gpu_trigger_is_enabled_by_default() -> None:
     assert by_name["gpu"].enabled is True
     # `deploy --all` must not train each burst twice.
     assert by_name["local"].enabled is False
-    assert by_name["gpu"].name != by_name["local"].name
+    # The README's `prefect automation resume NAME` and `spira doctor` rely on these names.
+    assert (by_name["gpu"].name, by_name["local"].name) == (T.TRIGGER_NAME, T.LOCAL_TRIGGER_NAME)
 
 
 def test_optional_schedule_is_inactive() -> None:
@@ -142,9 +178,73 @@ def test_gpu_deployments_request_a_gpu_and_run_the_dockerfile_code() -> None:
 def test_every_env_placeholder_is_checked_at_deploy_time() -> None:
     for dep in deployments():
         used = set(PLACEHOLDER.findall(yaml.safe_dump(dep)))
-        steps = dep.get("build") or RAW["build"]  # a deployment's own build replaces the global one
-        required = set(steps[0]["deployments.triggers.require_env"]["names"])
+        required = set(build_steps(dep)[0]["deployments.triggers.require_env"]["names"])
         assert used <= required, f"{dep['name']} {dep['entrypoint']}: {used - required} unset would deploy as ''"
+
+
+@pytest.mark.parametrize("dep", deployments("retrain_flow"), ids=lambda d: d["name"])
+def test_window_is_chosen_at_deploy_time(dep: dict[str, Any]) -> None:
+    """$SPIRA_SETTLE_SECONDS sets the window of every target; unset, it is the 600 s default."""
+    for env, seconds in (({}, T.DEFAULT_SETTLE_SECONDS), ({"SPIRA_SETTLE_SECONDS": "8"}, 8),
+                         ({"SPIRA_SETTLE_SECONDS": " "}, T.DEFAULT_SETTLE_SECONDS)):
+        (trig,) = yaml_triggers(dep, env)
+        assert trig.within.total_seconds() == trig.schedule_after.total_seconds() == seconds, env
+    with pytest.raises(ValueError, match="SPIRA_SETTLE_SECONDS='0' must be a positive whole number"):
+        yaml_triggers(dep, {"SPIRA_SETTLE_SECONDS": "0"})
+
+
+def test_every_step_output_placeholder_has_its_step() -> None:
+    """A deployment whose own build lacks a step would deploy the literal '{{ spira-window.seconds }}'."""
+    for dep in deployments():
+        text = yaml.safe_dump({k: v for k, v in dep.items() if k != "triggers"} | {
+            "triggers": [{k: v for k, v in t.items() if k != "parameters"} for t in dep.get("triggers") or []]})
+        used = {step for step, _ in STEP_OUTPUT.findall(text)} - {"event"}
+        ids = {inputs["id"] for step in build_steps(dep) for inputs in step.values()}
+        assert used <= ids, f"{dep['name']} {dep['entrypoint']}: steps {used - ids} missing from its build"
+        outputs = step_outputs(dep, ENV)
+        for step, key in STEP_OUTPUT.findall(text):
+            if step != "event":
+                assert key in outputs[step], f"{step}.{key}"
+
+
+@pytest.mark.parametrize("dep", [d for d in deployments() if "config_path" in (d.get("parameters") or {})],
+                         ids=lambda d: f"{d['name']}-{d['entrypoint'].split(':')[1]}")
+def test_runs_config_is_chosen_at_deploy_time(dep: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)  # `prefect deploy` runs from the repository root
+    for env, expected in (({}, None), ({"SPIRA_CONFIG": "configs/fast.yaml"}, "configs/fast.yaml")):
+        params = rendered(dep["parameters"], step_outputs(dep, {**ENV, **env}))
+        assert params.get("config_path") == expected, env
+
+
+def test_retrain_and_evaluate_take_the_deploy_time_config() -> None:
+    for fn in ("retrain_flow", "evaluate_champion_flow"):
+        assert all(d["parameters"]["config_path"] == "{{ spira-config.path }}" for d in deployments(fn)), fn
+
+
+def test_run_config_loads_the_file_at_deploy_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+    assert T.run_config(env={}) == {"path": None}
+    assert T.run_config(env={"SPIRA_CONFIG": "configs/fast.yaml"}) == {"path": "configs/fast.yaml"}
+    with pytest.raises(ValueError, match="SPIRA_CONFIG='nope.yaml': config file nope.yaml does not exist"):
+        T.run_config(env={"SPIRA_CONFIG": "nope.yaml"})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("training:\n  epochs: -3\n")
+    with pytest.raises(ValueError, match="training.epochs"):
+        T.run_config(env={"SPIRA_CONFIG": str(bad)})
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "ten", "1.5", "10m"])
+def test_settle_window_refuses_a_bad_value(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(T.SETTLE_ENV, value)
+    with pytest.raises(ValueError, match=f"{T.SETTLE_ENV}='{re.escape(value)}' must be a positive whole number"):
+        T.settle_window()
+
+
+def test_settle_window_reads_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(T.SETTLE_ENV, raising=False)
+    assert T.settle_window() == {"seconds": 600}
+    monkeypatch.setenv(T.SETTLE_ENV, " 45 ")
+    assert T.settle_window() == {"seconds": 45}
 
 
 def test_no_credentials_or_api_url_in_the_file() -> None:
