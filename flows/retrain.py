@@ -102,7 +102,9 @@ def retrain_flow(
     check_trigger(trigger, data_uri)
     spec = RunSpec.build(data_uri, registry_uri, config_path=config_path, overrides=overrides, model_name=model_name)
     if trigger:
-        log.info("triggered by %s (event %s)", trigger, event_id)
+        # The object's name may name a patient: the log shows where it was, and its pseudonym.
+        shown = f"{data_uri.rstrip('/')}/{spec.workspace().pseudonyms(spec.config)(trigger)}"
+        log.info("triggered by an upload under %s (object %s, event %s)", data_uri, shown, event_id)
     return finish(retrain(TaskSteps(spec, force=force), model_name=model_name, force=force, say=log.info))
 
 

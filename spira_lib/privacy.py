@@ -42,3 +42,32 @@ def key_from(store: ObjectStore, env_value: str | None) -> bytes:
         key = secrets.token_hex(32).encode("ascii")
         store.put(KEY_OBJECT, key)
         return key
+
+
+@dataclass(frozen=True)
+class Redactor:
+    """Replaces known names (file keys, speaker ids) in free text by their pseudonyms, longest first,
+    so a reason like "duplicate of audio/ana.wav" reads "duplicate of p-3f2a..." in a report."""
+
+    pseudonym: Pseudonymizer
+    names: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, pseudonym: Pseudonymizer, names) -> "Redactor":
+        unique = {n for n in names if isinstance(n, str) and n.strip()}
+        return cls(pseudonym, tuple(sorted(unique, key=lambda n: (-len(n), n))))
+
+    def __call__(self, text: str | None) -> str | None:
+        if text is None or self.pseudonym.show_raw:
+            return text
+        for name in self.names:
+            if name in text:
+                text = text.replace(name, self.pseudonym(name))
+        return text
+
+    def rows(self, rows: list[dict], name_fields: tuple[str, ...] = ("file",)) -> list[dict]:
+        """Rows for people: name fields pseudonymised, every other text field redacted."""
+        out = []
+        for row in rows:
+            out.append({k: self.pseudonym(v) if k in name_fields else self(v) if isinstance(v, str) else v for k, v in row.items()})
+        return out

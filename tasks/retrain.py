@@ -24,6 +24,13 @@ from tasks import artifacts as A
 from tasks.caching import CACHED, RETRIED, UNCACHED
 
 
+def _quarantine_for_people(spec: RunSpec, snapshot_digest: str, quarantine_key: str) -> list[dict]:
+    """The quarantine rows as people other than the data owners may see them (pseudonymous names)."""
+    ws = spec.workspace()
+    rows = L.get_json(ws.store, quarantine_key, [])
+    return ws.redactor(spec.config, L.manifest_key(snapshot_digest)).rows(rows) if rows else []
+
+
 def _logged(result):
     """Log a step result's one-line description and hand it on."""
     get_run_logger().info(result.describe())
@@ -42,7 +49,7 @@ def validate_dataset(spec: RunSpec, snapshot: SnapshotRef) -> Validated:
     log = get_run_logger()
     log.info(out.describe())
     if out.n_quarantined:
-        rows = L.get_json(spec.workspace().store, out.quarantine_key, [])
+        rows = _quarantine_for_people(spec, snapshot.digest, out.quarantine_key)
         A.publish_quarantine(rows, snapshot.digest)
         for r in rows[:20]:
             log.warning("quarantined %s: %s", r.get("file"), r.get("reason"))
@@ -131,7 +138,8 @@ def publish_report(spec: RunSpec, promoted: Promoted) -> None:
         "config_digest": mv.metadata.get("config_digest"), "code_version": mv.metadata.get("code_version"),
     }
     md = validation_report_markdown(
-        snapshot=trained.split.summary, quarantine=L.get_json(ws.store, trained.split.quarantine_key, []),
+        snapshot=trained.split.summary,
+        quarantine=_quarantine_for_people(spec, trained.split.snapshot_digest, trained.split.quarantine_key),
         report=report, champion_report=champion_report, decision=compared.decision, model=model,
         training=L.get_json(ws.store, trained.training_json_key), slice_floor=spec.config.gate.slice_floor,
     )
@@ -157,5 +165,5 @@ def publish_skip_report(spec: RunSpec, split: SplitRef, existing: TrainedVersion
 @task(name="publish-failure-report", task_run_name="report: validation failed", **UNCACHED, **RETRIED)
 def publish_failure_report(spec: RunSpec, validated: Validated) -> None:
     """Not enough valid data: the quarantine is the report."""
-    rows = L.get_json(spec.workspace().store, validated.quarantine_key, [])
+    rows = _quarantine_for_people(spec, validated.snapshot_digest, validated.quarantine_key)
     create_markdown_artifact(key=A.VALIDATION_REPORT, markdown=failure_report(validated.message, rows), description="The run stopped before training")

@@ -18,9 +18,9 @@ from spira_lib.config import SpiraConfig
 from spira_lib.feature_store import FeatureStore
 from spira_lib.hashing import hash_files, stable_hash
 from spira_lib.noise import NoiseBank, listing_digest
-from spira_lib.pipeline.layout import WORKSPACE_DOC, get_json, put_json
+from spira_lib.pipeline.layout import WORKSPACE_DOC, get_frame, get_json, put_json
 from spira_lib.ports import ModelPublisher, ObjectStore
-from spira_lib.privacy import Pseudonymizer, key_from
+from spira_lib.privacy import Pseudonymizer, Redactor, key_from
 from spira_lib.registry import ModelRegistry
 
 # Config sections that change what gets trained (evaluation and gate settings do not).
@@ -69,6 +69,12 @@ class Workspace:
     def pseudonyms(self, cfg: SpiraConfig) -> Pseudonymizer:
         """How names are shown to people other than the data owners (see spira_lib.privacy)."""
         return Pseudonymizer(key_from(self.store, self.privacy_key), show_raw=cfg.privacy.show_raw_names)
+
+    def redactor(self, cfg: SpiraConfig, manifest_key: str) -> Redactor:
+        """Hides the names of one snapshot (file keys, given speaker ids) in text shown to people."""
+        manifest = get_frame(self.store, manifest_key)
+        names = manifest["key"].to_list() + manifest.filter(~manifest["speaker_derived"])["speaker_id"].to_list()
+        return Redactor.of(self.pseudonyms(cfg), names)
 
     def read_id(self) -> str | None:
         """The workspace id, or None when nothing was written here yet (never writes)."""

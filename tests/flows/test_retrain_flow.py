@@ -80,6 +80,10 @@ def first(tmp_path_factory, demo_dataset, fast_overrides):
     root = tmp_path_factory.mktemp("flow")
     data, reg = root / "data", root / "reg"
     shutil.copytree(demo_dataset, data)
+    with open(data / "metadata.csv", "a") as fh:  # two bad rows whose names must never reach people
+        fh.write("audio/maria-da-silva.wav,1,F,50,2,maria-da-silva,HC-SP\n")
+        original = (data / "metadata.csv").read_text().splitlines()[1].split(",")
+        fh.write(",".join([*original[:5], "jose-souza", original[6]]) + "\n")  # the same clip listed twice
     bootstrap.forget_workspaces()
     # Count how often the run opens its workspace and decodes the ward noise.
     with mock.patch.object(bootstrap, "open_workspace", wraps=bootstrap.open_workspace) as opens, \
@@ -101,6 +105,36 @@ def test_the_outcome_shows_at_a_glance(first):
     (event,) = _model_events(first["run_id"])
     assert event.event == "spira.model.promoted"
     assert event.resource.id == "spira.model.spira.v1" and event.resource["spira.version"] == "1"
+
+
+def _raw_names(data: Path) -> set[str]:
+    """Every file key and speaker id of the dataset's CSVs (the names that identify patients)."""
+    names = set()
+    for csv in data.rglob("metadata.csv"):
+        folder = csv.parent.relative_to(data).as_posix()
+        for row in pl.read_csv(csv, infer_schema_length=0).iter_rows(named=True):
+            names.add(f"{folder}/{row['file_path']}".removeprefix("./"))
+            names.add(row["speaker_id"])
+    return names
+
+
+def test_no_artifact_or_log_line_of_a_run_shows_a_raw_name(first):
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    with get_client(sync_client=True) as c:
+        logs = c.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[first["run_id"]])))
+        task_names = [r.name for r in c.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[first["run_id"]])))]
+    texts = [str(a.data) for group in _artifacts(first["run_id"]).values() for a in group]
+    texts += [a.description or "" for group in _artifacts(first["run_id"]).values() for a in group]
+    texts += [log.message for log in logs] + task_names
+    names = _raw_names(first["data"])
+    assert len(names) > 60 and {"maria-da-silva", "audio/maria-da-silva.wav"} <= names
+    leaks = sorted({n for n in names for t in texts if n in t})
+    assert not leaks, leaks[:10]
+    # The quarantine is still there for people, under pseudonyms, with its reasons.
+    quarantine = json.loads(_artifacts(first["run_id"])["spira-quarantine"][0].data)
+    assert len(quarantine) == 2 and all(r["file"].startswith("p-") for r in quarantine)
+    assert {r["kind"] for r in quarantine} == {"missing_file", "duplicate"} and logs
 
 
 def test_first_run_registers_and_posts_the_artifacts(first):
