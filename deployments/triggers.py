@@ -176,6 +176,33 @@ def settle_window(
     return {"seconds": seconds}
 
 
+INBOX_ENV = "SPIRA_INBOX_URI"
+# A pattern no object can match: the scoring trigger's resource when no inbox is configured (it is disabled then).
+NO_INBOX = "s3://spira-inbox-not-configured/*"
+
+
+def inbox_location(variable: str = INBOX_ENV, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """A ``prefect deploy`` build step: where unlabelled recordings arrive for scoring (optional).
+
+    Returns ``uri`` (or None), the trigger's resource ``pattern`` and whether the
+    upload trigger of spira-score is ``enabled``. The inbox may not overlap the
+    watched dataset or the registry: an upload would then start the wrong flow,
+    or every prediction the flow writes would count as an upload.
+    """
+    environ = os.environ if env is None else env
+    raw = environ.get(variable, "").strip()
+    if not raw:
+        return {"uri": None, "pattern": NO_INBOX, "enabled": False}
+    if raw.endswith("/"):
+        raise ValueError(f"environment variable {variable}={raw!r} must not end with '/' (the trigger adds '/*')")
+    bucket, prefix = split_s3_uri(raw)
+    for other in ("SPIRA_DATA_URI", "SPIRA_REGISTRY_URI"):
+        value = environ.get(other, "").strip()
+        if value and (is_under(value, raw) or is_under(raw, value)):
+            raise ValueError(f"{variable}={raw!r} overlaps {other}={value!r}: keep the inbox in a folder of its own")
+    return {"uri": raw, "pattern": watched_resource(bucket, prefix), "enabled": True}
+
+
 def run_config(variable: str = CONFIG_ENV, env: Mapping[str, str] | None = None) -> dict[str, str | None]:
     """A ``prefect deploy`` build step: the config file the deployed runs use, or None (the defaults).
 
@@ -215,4 +242,5 @@ __all__ = [
     "require_env",
     "settle_window",
     "run_config",
+    "inbox_location",
 ]

@@ -91,7 +91,8 @@ def test_prefect_validates_the_file_and_builds_the_automations() -> None:
     assert {(d.name, d.entrypoint) for d in model.deployments} == {
         (target, entrypoint)
         for target in ("gpu", "local")
-        for entrypoint in ("flows/retrain.py:retrain_flow", "flows/evaluate.py:evaluate_champion_flow", "flows/rollback.py:rollback_flow")
+        for entrypoint in ("flows/retrain.py:retrain_flow", "flows/score.py:score_flow",
+                           "flows/evaluate.py:evaluate_champion_flow", "flows/rollback.py:rollback_flow")
     }
     assert {d.work_pool.name for d in model.deployments if d.name == "gpu"} == {"spira-gpu"}
     assert {d.work_pool.name for d in model.deployments if d.name == "local"} == {"spira-local"}
@@ -103,7 +104,8 @@ def test_prefect_validates_the_file_and_builds_the_automations() -> None:
 
 
 def test_entrypoints_import_and_parameters_exist() -> None:
-    names = {"retrain_flow": "spira-retrain", "evaluate_champion_flow": "spira-evaluate-champion", "rollback_flow": "spira-rollback"}
+    names = {"retrain_flow": "spira-retrain", "score_flow": "spira-score", "evaluate_champion_flow": "spira-evaluate-champion",
+             "rollback_flow": "spira-rollback"}
     for dep in deployments():
         path, fn = dep["entrypoint"].split(":")
         assert (ROOT / path).is_file(), path
@@ -378,3 +380,13 @@ def test_serve_rejects_a_bad_override_before_serving(capsys: pytest.CaptureFixtu
         assert main(["--data-uri", "s3://b/x", "--registry-uri", "s3://b/r", "--watch", "s3://other/x"]) == 2
     err = capsys.readouterr().err
     assert "training.epochs" in err and "outside --data-uri" in err
+
+
+def test_inbox_location_is_optional_and_may_not_overlap() -> None:
+    assert T.inbox_location(env={}) == {"uri": None, "pattern": T.NO_INBOX, "enabled": False}
+    env = {"SPIRA_INBOX_URI": "s3://raw/inbox", "SPIRA_DATA_URI": "s3://raw/incoming", "SPIRA_REGISTRY_URI": "s3://models/reg"}
+    assert T.inbox_location(env=env) == {"uri": "s3://raw/inbox", "pattern": "s3://raw/inbox/*", "enabled": True}
+    with pytest.raises(ValueError, match="overlaps SPIRA_DATA_URI"):
+        T.inbox_location(env={**env, "SPIRA_INBOX_URI": "s3://raw/incoming/inbox"})
+    with pytest.raises(ValueError, match="must not end with '/'"):
+        T.inbox_location(env={**env, "SPIRA_INBOX_URI": "s3://raw/inbox/"})
