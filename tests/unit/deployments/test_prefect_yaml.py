@@ -390,3 +390,16 @@ def test_inbox_location_is_optional_and_may_not_overlap() -> None:
         T.inbox_location(env={**env, "SPIRA_INBOX_URI": "s3://raw/incoming/inbox"})
     with pytest.raises(ValueError, match="must not end with '/'"):
         T.inbox_location(env={**env, "SPIRA_INBOX_URI": "s3://raw/inbox/"})
+
+
+def test_serve_adds_the_scoring_deployment_for_an_inbox() -> None:
+    from deployments.serve import build_deployments
+
+    deps = build_deployments("s3://bkt/data", "s3://bkt/reg", settle_seconds=5, inbox="s3://bkt/inbox/")
+    assert [d.flow_name for d in deps] == ["spira-retrain", "spira-evaluate-champion", "spira-rollback", "spira-score"]
+    score = deps[-1]
+    assert score.parameters["inbox_uri"] == "s3://bkt/inbox" and "data_uri" not in score.parameters
+    assert score.triggers[0].match.root == {"prefect.resource.id": "s3://bkt/inbox/*"}
+    assert score.triggers[0].name == "spira-score-on-upload"
+    with pytest.raises(ValueError, match="overlaps"):
+        build_deployments("s3://bkt/data", "s3://bkt/reg", settle_seconds=5, inbox="s3://bkt/data/inbox")
