@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from spira_lib.config import FeatureConfig, ModelConfig
-from spira_lib.model import SpiraConvV2, step_frames, window_frames
+from spira_lib.model import step_frames, window_frames
 from spira_lib.training.sources import ArrayClipSource, ClipSource
 from spira_lib.training.windows import WindowIndex, clip_loader, index_windows, to_device
 
@@ -21,7 +21,7 @@ def _model_device(model: nn.Module) -> torch.device:
 
 
 @torch.no_grad()
-def window_probabilities(model: SpiraConvV2, index: WindowIndex, n_frames: int, batch_size: int) -> np.ndarray:
+def window_probabilities(model: nn.Module, index: WindowIndex, n_frames: int, batch_size: int) -> np.ndarray:
     """Probability of class 1 for every window of the index, in index order."""
     device = _model_device(model)
     was_training = model.training
@@ -46,14 +46,14 @@ def per_clip(index: WindowIndex, window_probs: np.ndarray) -> tuple[np.ndarray, 
     return means, np.sqrt(squares / np.maximum(counts, 1)), counts
 
 
-def predict_index(model: SpiraConvV2, index: WindowIndex, n_frames: int, batch_size: int) -> np.ndarray:
+def predict_index(model: nn.Module, index: WindowIndex, n_frames: int, batch_size: int) -> np.ndarray:
     """Per-clip mean of window probabilities."""
     if index.n_clips == 0:
         return np.zeros(0, dtype=np.float64)
     return per_clip(index, window_probabilities(model, index, n_frames, batch_size))[0]
 
 
-def clip_index(model: SpiraConvV2, source: ClipSource, model_cfg: ModelConfig, feat_cfg: FeatureConfig, variant: int = 0) -> WindowIndex:
+def clip_index(model: nn.Module, source: ClipSource, model_cfg: ModelConfig, feat_cfg: FeatureConfig, variant: int = 0) -> WindowIndex:
     """The grid windows of every clip of ``source``, checked against the model's input length."""
     n_frames = window_frames(model_cfg, feat_cfg)
     if n_frames != model.n_frames:
@@ -66,7 +66,7 @@ def clip_index(model: SpiraConvV2, source: ClipSource, model_cfg: ModelConfig, f
 
 
 def predict_clips(
-    model: SpiraConvV2,
+    model: nn.Module,
     source: ClipSource,
     *,
     model_cfg: ModelConfig,
@@ -80,7 +80,7 @@ def predict_clips(
 
 
 def predict_arrays(
-    model: SpiraConvV2,
+    model: nn.Module,
     feats: Sequence[np.ndarray],
     *,
     model_cfg: ModelConfig,
