@@ -2,7 +2,7 @@
 
 - ``profile``: ``audio_profile`` (one raw clip -> documented features), ``PROFILE_FEATURES``.
 - ``reference``: ``ProfileTable`` (a batch), ``ReferenceProfile`` (what a registered model stores), ``categorical_counts``.
-- ``store``: ``ProfileStore``, profiles cached per clip next to the features.
+- ``store``: ``ProfileStore``, profiles cached per clip next to the features; ``build_reference``.
 - ``embedding``: ``clip_embeddings``, the champion's view of clips (``model.embed``).
 - ``drift``: ``feature_drift`` (KS + Wasserstein + BH), ``embedding_mmd``, ``categorical_shift``.
 - ``report``: ``drift_report`` -> ``DriftReport`` (decision, severity, picture data, event payload).
@@ -28,7 +28,7 @@ from spira_lib.monitoring.reference import (
     categorical_counts,
 )
 from spira_lib.monitoring.report import DRIFT_EVENT, DriftReport, DriftThresholds, Picture, drift_report, picture
-from spira_lib.monitoring.store import ProfileStore
+from spira_lib.monitoring.store import ProfileStore, build_reference
 
 __all__ = [
     "DRIFT_EVENT",
@@ -48,6 +48,7 @@ __all__ = [
     "ReferenceProfile",
     "audio_profile",
     "bh_adjust",
+    "build_reference",
     "categorical_counts",
     "categorical_shift",
     "clip_embeddings",

@@ -15,9 +15,12 @@ import math
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable
 
+import numpy as np
+import polars as pl
+
 from spira_lib.audio import AudioError
 from spira_lib.monitoring.profile import PROFILE_VERSION, audio_profile
-from spira_lib.monitoring.reference import ProfileTable
+from spira_lib.monitoring.reference import ProfileTable, ReferenceProfile, categorical_counts
 from spira_lib.ports import ObjectNotFound, ObjectStore, join_key
 
 
@@ -79,3 +82,26 @@ class ProfileStore:
                 computed += fresh
                 done.append((row["sha256"], profile))
         return ProfileTable.from_profiles(done), failed, computed
+
+
+def build_reference(
+    profiles: ProfileStore,
+    data_store: ObjectStore,
+    frame: pl.DataFrame,
+    *,
+    embeddings: np.ndarray | None = None,
+    embedding_model: str | None = None,
+    workers: int = 2,
+) -> tuple[ReferenceProfile, list[dict]]:
+    """The reference of the clips in ``frame`` (manifest rows: ``key``, ``sha256``, and label/sex/age/hospital when present).
+
+    For a registered model: ``frame`` = its training split's train rows,
+    ``embeddings`` = ``clip_embeddings`` of the same clips by that model (in
+    any order: they are subsampled, not matched to rows). Returns the reference
+    and the clips that could not be read.
+    """
+    table, failed, _ = profiles.ensure(data_store, frame.select("key", "sha256").to_dicts(), workers=workers)
+    ref = ReferenceProfile.build(
+        table, categorical=categorical_counts(frame), embeddings=embeddings, embedding_model=embedding_model
+    )
+    return ref, failed

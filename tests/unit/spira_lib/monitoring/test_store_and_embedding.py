@@ -93,3 +93,23 @@ def test_clip_embedding_is_the_mean_over_its_windows(model):
         assert windows.shape[1] == window_frames(mc, fc)
         np.testing.assert_allclose(got[i], model.embed(windows).mean(0).numpy(), rtol=1e-4, atol=1e-5)
     assert clip_embeddings(model, [], model_cfg=mc, feat_cfg=fc).shape[0] == 0
+
+
+def test_build_reference_from_manifest_rows():
+    import polars as pl
+
+    from spira_lib.monitoring.reference import ReferenceProfile
+    from spira_lib.monitoring.store import build_reference
+
+    data = MemoryStore()
+    for i in range(6):
+        data.put(f"c{i}.wav", wav(1.0 + i, 150 + 20 * i))
+    frame = pl.DataFrame({
+        "key": [f"c{i}.wav" for i in range(6)], "sha256": [f"{i:02d}" * 32 for i in range(6)],
+        "label": [0, 1, 0, 1, 0, 1], "sex": ["F", "M", "F", "M", "F", "M"], "age": [30.0, 45.0, 50.0, 70.0, 20.0, 65.0],
+    })
+    ref, failed = build_reference(ProfileStore(MemoryStore()), data, frame, embeddings=np.ones((6, 4)), embedding_model="v1")
+    assert failed == [] and ref.n_clips == 6
+    assert ref.features["duration_s"].values == pytest.approx([1, 2, 3, 4, 5, 6])
+    assert ref.categorical["age_band"] == {"0-40": 2, "40-60": 2, "60-200": 2} and "hospital" not in ref.categorical
+    assert ReferenceProfile.from_json(ref.to_json()) == ref
