@@ -34,6 +34,8 @@ _ROLLOFF = 0.85
 _F0_RANGE_HZ = (60.0, 400.0)
 _F0_MAX_FRAMES = 80  # pitch from at most this many of the loudest frames
 _VOICED_MIN_R = 0.45  # normalised autocorrelation peak for a frame to count as voiced
+_TONAL_BAND_HZ = (50.0, 4000.0)  # where pause tonality looks (mains hum .. monitor beeps)
+_TONAL_WINDOW_HZ = 250.0  # width of the running median a spectral peak is compared with
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,11 @@ PROFILE_FEATURES: tuple[ProfileFeature, ...] = (
     ProfileFeature("low_band_db", "dB", "power below 300 Hz relative to all power <= 8 kHz"),
     ProfileFeature("high_band_db", "dB", "power above 4 kHz relative to all power <= 8 kHz"),
     ProfileFeature("f0_median_hz", "Hz", "median pitch of voiced frames (autocorrelation); NaN when none"),
+    ProfileFeature(
+        "pause_tonality_db", "dB",
+        "strongest narrow peak of the pauses' spectrum (50 Hz - 4 kHz) above its running median: "
+        "tonal background such as monitor beeps, mains hum or fan tones; NaN when there are no pauses",
+    ),
 )
 FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in PROFILE_FEATURES)
 UNITS: dict[str, str] = {f.name: f.unit for f in PROFILE_FEATURES}
@@ -133,33 +140,54 @@ def _spectral(mono: np.ndarray, sr: int, threshold_db: float) -> dict[str, float
     n = 1 << int(np.ceil(np.log2(0.032 * sr)))  # ~32-46 ms frames, non-overlapping
     n_frames = len(mono) // n
     nan = float("nan")
-    empty = {"spectral_centroid_hz": nan, "spectral_rolloff_hz": nan, "low_band_db": nan, "high_band_db": nan, "f0_median_hz": nan}
+    names = ("spectral_centroid_hz", "spectral_rolloff_hz", "low_band_db", "high_band_db", "f0_median_hz", "pause_tonality_db")
+    empty = dict.fromkeys(names, nan)
     if n_frames == 0:
         return empty
     x = mono[: n_frames * n].reshape(n_frames, n).astype(np.float64)
     energy = 10.0 * np.log10(np.maximum(np.mean(x * x, axis=1), 1e-12))
-    keep = energy >= threshold_db
-    if not keep.any():
-        return empty
-    x, energy = x[keep], energy[keep]
     window = np.hanning(n)
-    spec = np.abs(np.fft.rfft(x * window, n=2 * n, axis=1)) ** 2  # zero-padded: linear autocorrelation
+    spec_all = np.abs(np.fft.rfft(x * window, n=2 * n, axis=1)) ** 2  # zero-padded: linear autocorrelation
     freqs = np.fft.rfftfreq(2 * n, 1.0 / sr)
+    keep = energy >= threshold_db
+    pause_tonality = _tonality(spec_all[~keep].mean(axis=0), freqs) if (~keep).any() else nan
+    if not keep.any():
+        return {**empty, "pause_tonality_db": pause_tonality}
+    spec, energy = spec_all[keep], energy[keep]
     band = freqs <= min(_SPECTRUM_MAX_HZ, sr / 2.0)
     lts, f = spec[:, band].mean(axis=0), freqs[band]
     total = float(lts.sum())
     if total <= 0:
-        return empty
+        return {**empty, "pause_tonality_db": pause_tonality}
     cum = np.cumsum(lts) / total
     out = {
         "spectral_centroid_hz": float((f * lts).sum() / total),
         "spectral_rolloff_hz": float(f[min(int(np.searchsorted(cum, _ROLLOFF)), f.size - 1)]),
         "low_band_db": _db(float(lts[f < 300.0].sum()) / total),
         "high_band_db": _db(float(lts[f > 4000.0].sum()) / total),
+        "pause_tonality_db": pause_tonality,
     }
     loudest = np.argsort(energy)[::-1][:_F0_MAX_FRAMES]
     out["f0_median_hz"] = _f0_median(spec[loudest], window, sr, n)
     return out
+
+
+def _tonality(lts: np.ndarray, freqs: np.ndarray) -> float:
+    """Largest ratio (dB) of a spectrum to its running median over ``_TONAL_WINDOW_HZ``, within ``_TONAL_BAND_HZ``.
+
+    Relative to the LOCAL median, so the tilt of broadband noise (pink room
+    noise, breath) does not count: only narrow peaks - tones - do.
+    """
+    df = float(freqs[1] - freqs[0])
+    half = max(2, int(round(_TONAL_WINDOW_HZ / df / 2)))
+    padded = np.pad(lts, half, mode="edge")
+    med = np.median(np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1), axis=1)
+    band = (freqs >= _TONAL_BAND_HZ[0]) & (freqs <= _TONAL_BAND_HZ[1])
+    peak, base = lts[band], med[band]
+    ok = base > 0
+    if not ok.any():
+        return 0.0
+    return float(max(10.0 * np.log10(np.max(peak[ok] / base[ok])), 0.0))
 
 
 def _f0_median(power: np.ndarray, window: np.ndarray, sr: int, n: int) -> float:

@@ -154,3 +154,18 @@ def test_digital_silence_is_floored_not_infinite():
     p = audio_profile((np.zeros(SR, dtype=np.float32), SR))
     assert p["rms_dbfs"] == -120.0 and p["peak_dbfs"] == -120.0
     assert all(not math.isinf(v) for v in p.values())
+
+
+def test_pause_tonality_sees_a_beep_in_the_pauses_not_broadband_noise():
+    plain = bursts(-50.0)
+    beeped = plain.copy()
+    t = np.arange(beeped.size) / SR
+    beep = (t % 1.0) < 0.1  # a 100 ms, 1 kHz monitor beep every second, 10 dB above the floor on average
+    beeped += (beep * 10 ** (-40 / 20) * math.sqrt(2) * np.sin(2 * np.pi * 1000 * t)).astype(np.float32)
+    a, b = audio_profile((plain, SR)), audio_profile((beeped, SR))
+    assert a["pause_tonality_db"] < 4.0
+    assert b["pause_tonality_db"] > a["pause_tonality_db"] + 8.0
+    # The broadband floor statistic barely moves: that is why the tonality feature exists.
+    assert abs(b["noise_floor_dbfs"] - a["noise_floor_dbfs"]) < 3.0
+    # A stationary tone has no pauses to look at.
+    assert math.isnan(audio_profile((tone(220, -20), SR))["pause_tonality_db"])

@@ -64,7 +64,7 @@ def test_all_tests_share_one_bh_family():
         ref, table(rng, 100), batch="b", cur_embeddings=rng.normal(1.0, 1.0, size=(100, 6)),
         cur_categorical={"sex": {"F": 90, "M": 10}, "hospital": {"X": 100}},
     )
-    # 16 features + embedding + sex (hospital has no reference counts: not tested).
+    # Every profile feature + embedding + sex (hospital has no reference counts: not tested).
     assert [c.name for c in rep.categorical] == ["sex"]
     ps = [f.p_value for f in rep.features] + [rep.embedding.p_value] + [rep.categorical[0].p_value]
     assert len(ps) == len(FEATURE_NAMES) + 2
