@@ -146,6 +146,28 @@ class SpiraConvV2(nn.Module):
         """``[B, T, F]`` -> probability of class 1 (patient) ``[B]``; call ``eval()`` first."""
         return torch.sigmoid(self.forward(x))
 
+    @torch.no_grad()
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, T, F]`` -> ``[B, fc_hidden]``: the activations entering the final linear layer.
+
+        What the model "sees" of a window, for drift tests in the model's eyes
+        (a clip's embedding is the mean over its windows). Always computed in
+        eval mode (no dropout) and without gradients; the module's training
+        flag is restored afterwards.
+        """
+        if x.dim() != 3 or x.shape[1] != self.n_frames or x.shape[2] != self.n_features:
+            raise ValueError(
+                f"SpiraConvV2 expects input [B, {self.n_frames}, {self.n_features}], got {list(x.shape)}"
+            )
+        was_training = self.training
+        self.eval()
+        try:
+            if self.input_norm == "window":
+                x = normalize_window(x)
+            return self.head[:-1](self.convs(x.unsqueeze(1)))
+        finally:
+            self.train(was_training)
+
 
 class ConvStatsNet(nn.Module):
     """1-D CNN over time with the coefficients as channels, then statistics pooling.
