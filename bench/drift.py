@@ -223,7 +223,15 @@ def _task(tag: str, speakers: int, seed: int, tmp: str, with_embedding: bool) ->
     """One chunk of one dataset: generate it, shift it (pool), profile (and embed) every variant."""
     import torch
 
-    torch.set_num_threads(1)
+    prev_threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one process per core; restored below for in-process (workers=1) runs
+    try:
+        return _task_body(tag, speakers, seed, tmp, with_embedding)
+    finally:
+        torch.set_num_threads(prev_threads)
+
+
+def _task_body(tag: str, speakers: int, seed: int, tmp: str, with_embedding: bool) -> dict[str, np.ndarray]:
     embed = _Embedder() if with_embedding else None
     out: dict[str, np.ndarray] = {}
     t0 = time.perf_counter()

@@ -46,7 +46,7 @@ def score_message(outcome: ScoreOutcome) -> str:
 
 @flow(name="spira-score", log_prints=True)
 def score_flow(
-    inbox_uri: str,
+    inbox_uri: Optional[str] = None,
     registry_uri: str = "demo/registry",
     model_name: str = "spira",
     config_path: Optional[str] = None,
@@ -54,7 +54,15 @@ def score_flow(
     trigger: Optional[str] = None,
     event_id: Optional[str] = None,
 ) -> State:
-    """Score the inbox's recordings that the champion has not scored yet (Parquet next to the registry)."""
+    """Score the inbox's recordings that the champion has not scored yet (Parquet next to the registry).
+
+    ``inbox_uri`` is optional only so that a deployment made without
+    ``$SPIRA_INBOX_URI`` still deploys (for on-demand runs with the inbox as a
+    parameter); a run without one stops with a message saying what to pass.
+    """
+    if not inbox_uri:
+        raise ValueError("spira-score needs inbox_uri: pass it to the run (e.g. --param inbox_uri=s3://bucket/inbox) "
+                         "or set SPIRA_INBOX_URI when you deploy")
     check_trigger(trigger, inbox_uri)
     spec = RunSpec.build(inbox_uri, registry_uri, config_path=config_path, overrides=overrides, model_name=model_name)
     outcome = score(TaskScoring(spec), get_run_logger().info)

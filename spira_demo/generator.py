@@ -138,18 +138,25 @@ class SpeakerProfile:
         return 1 + int(np.searchsorted([0.42, 0.6, 0.76], self.severity))
 
 
-def _draw_severity(rng: np.random.Generator, label: int) -> float:
-    # Overlapping class conditionals: mild patients look like controls and some
-    # controls (smokers, nervous readers) pause and breathe like patients.
-    mean, sd = (0.66, 0.19) if label == 1 else (0.18, 0.14)
+# Class-conditional severity (mean, sd) of patients and controls. "default":
+# overlapping, as in real data (mild patients look like controls and some
+# controls - smokers, nervous readers - pause and breathe like patients).
+# "clear": barely overlapping, for tests that need a model to learn the task
+# in a handful of epochs on a few dozen speakers.
+SEPARATIONS = {"default": ((0.66, 0.19), (0.18, 0.14)), "clear": ((0.85, 0.07), (0.08, 0.05))}
+
+
+def _draw_severity(rng: np.random.Generator, label: int, separation: str = "default") -> float:
+    patients, controls = SEPARATIONS[separation]
+    mean, sd = patients if label == 1 else controls
     return float(np.clip(rng.normal(mean, sd), 0.0, 1.0))
 
 
-def draw_profile(rng: np.random.Generator, label: int, severity: float | None = None) -> SpeakerProfile:
+def draw_profile(rng: np.random.Generator, label: int, severity: float | None = None, separation: str = "default") -> SpeakerProfile:
     """Draw a speaker of class ``label`` (1 patient, 0 control); ``severity`` overrides the latent."""
     if label not in (0, 1):
         raise ValueError(f"label must be 0 (control) or 1 (patient), got {label!r}")
-    s = _draw_severity(rng, label) if severity is None else float(np.clip(severity, 0.0, 1.0))
+    s = _draw_severity(rng, label, separation) if severity is None else float(np.clip(severity, 0.0, 1.0))
     sex = "F" if rng.random() < 0.5 else "M"
     age = int(np.clip(round(rng.normal(56 if label else 44, 14)), 18, 90))
     if sex == "F":
@@ -962,7 +969,7 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
-def speaker_latents(speakers: int = 200, seed: int = 0, *, speaker_prefix: str | None = None) -> dict[str, dict]:
+def speaker_latents(speakers: int = 200, seed: int = 0, *, speaker_prefix: str | None = None, separation: str = "default") -> dict[str, dict]:
     """Per speaker id: label and latent severity of ``generate_demo_dataset(speakers, seed)``.
 
     Recomputed from the same random streams (nothing is read or written), so
@@ -973,7 +980,7 @@ def speaker_latents(speakers: int = 200, seed: int = 0, *, speaker_prefix: str |
     labels = np.random.default_rng([seed, 0]).permutation(np.arange(speakers) % 2)
     out = {}
     for i in range(speakers):
-        prof = draw_profile(np.random.default_rng([seed, 1, i]), int(labels[i]))
+        prof = draw_profile(np.random.default_rng([seed, 1, i]), int(labels[i]), separation=separation)
         out[f"{prefix}{i:04d}"] = {"label": int(labels[i]), "severity": prof.severity}
     return out
 
@@ -988,6 +995,7 @@ def generate_demo_dataset(
     voice: str = "source_filter",
     channel: str = "clean",
     noise_placement: str = "both",
+    separation: str = "default",
 ) -> DemoSummary:
     """Write a SPIRA-format synthetic dataset of one clip per speaker under ``out_dir``.
 
@@ -1018,6 +1026,8 @@ def generate_demo_dataset(
         raise ValueError(f"unknown channel {channel!r}; expected one of {', '.join(CHANNELS)}")
     if noise_placement not in NOISE_PLACEMENTS:
         raise ValueError(f"unknown noise_placement {noise_placement!r}; expected one of {', '.join(NOISE_PLACEMENTS)}")
+    if separation not in SEPARATIONS:
+        raise ValueError(f"unknown separation {separation!r}; expected one of {', '.join(SEPARATIONS)}")
     if isinstance(speakers, bool) or not isinstance(speakers, int) or speakers < 2:
         raise ValueError(f"speakers must be an integer >= 2 (one clip each, both classes), got {speakers!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -1061,7 +1071,7 @@ def generate_demo_dataset(
     for i in range(speakers):
         rng = np.random.default_rng([seed, 1, i])
         label = int(labels[i])
-        prof = draw_profile(rng, label)
+        prof = draw_profile(rng, label, separation=separation)
         sr, channels, fmt = formats[i]
         duration = float(rng.uniform(5.0, 10.0))
         background = None

@@ -79,7 +79,51 @@ def min_frames() -> int:
     return t
 
 
-class SpiraConvV2(nn.Module):
+class WindowClassifier(nn.Module):
+    """What every architecture shares: ``[B, T, F]`` windows in, one logit per window out.
+
+    Subclasses build ``self.head`` (an MLP ending in a 1-unit linear layer) and
+    implement ``trunk`` (window -> the vector the head reads). ``embed`` is the
+    head's last hidden layer: what the model "sees" of a window, for drift
+    tests in the model's eyes (a clip's embedding is the mean over its windows).
+    """
+
+    n_features: int
+    n_frames: int
+    head: nn.Sequential
+
+    def check_input(self, x: torch.Tensor) -> None:
+        if x.dim() != 3 or x.shape[1] != self.n_frames or x.shape[2] != self.n_features:
+            raise ValueError(
+                f"{type(self).__name__} expects input [B, {self.n_frames}, {self.n_features}], got {list(x.shape)}"
+            )
+
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, T, F]`` -> logits ``[B]``."""
+        self.check_input(x)
+        return self.head(self.trunk(x)).squeeze(1)
+
+    @torch.no_grad()
+    def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, T, F]`` -> probability of class 1 (patient) ``[B]``; call ``eval()`` first."""
+        return torch.sigmoid(self.forward(x))
+
+    @torch.no_grad()
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, T, F]`` -> ``[B, fc_hidden]``, always in eval mode (no dropout); the training flag is restored."""
+        self.check_input(x)
+        was_training = self.training
+        self.eval()
+        try:
+            return self.head[:-1](self.trunk(x))
+        finally:
+            self.train(was_training)
+
+
+class SpiraConvV2(WindowClassifier):
     """SpiraConv v2: time-only dilated convs + GroupNorm + Mish, then a 2-layer MLP.
 
     ``forward(x)`` takes ``[B, n_frames, n_features]`` and returns logits ``[B]``.
@@ -132,44 +176,11 @@ class SpiraConvV2(nn.Module):
             nn.Linear(cfg.fc_hidden, 1),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, T, F]`` -> logits ``[B]``."""
-        if x.dim() != 3 or x.shape[1] != self.n_frames or x.shape[2] != self.n_features:
-            raise ValueError(
-                f"SpiraConvV2 expects input [B, {self.n_frames}, {self.n_features}], got {list(x.shape)}"
-            )
-        x = apply_input_norm(x, self.input_norm)
-        return self.head(self.convs(x.unsqueeze(1))).squeeze(1)
-
-    @torch.no_grad()
-    def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, T, F]`` -> probability of class 1 (patient) ``[B]``; call ``eval()`` first."""
-        return torch.sigmoid(self.forward(x))
-
-    @torch.no_grad()
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, T, F]`` -> ``[B, fc_hidden]``: the activations entering the final linear layer.
-
-        What the model "sees" of a window, for drift tests in the model's eyes
-        (a clip's embedding is the mean over its windows). Always computed in
-        eval mode (no dropout) and without gradients; the module's training
-        flag is restored afterwards.
-        """
-        if x.dim() != 3 or x.shape[1] != self.n_frames or x.shape[2] != self.n_features:
-            raise ValueError(
-                f"SpiraConvV2 expects input [B, {self.n_frames}, {self.n_features}], got {list(x.shape)}"
-            )
-        was_training = self.training
-        self.eval()
-        try:
-            if self.input_norm == "window":
-                x = normalize_window(x)
-            return self.head[:-1](self.convs(x.unsqueeze(1)))
-        finally:
-            self.train(was_training)
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        return self.convs(apply_input_norm(x, self.input_norm).unsqueeze(1))
 
 
-class ConvStatsNet(nn.Module):
+class ConvStatsNet(WindowClassifier):
     """1-D CNN over time with the coefficients as channels, then statistics pooling.
 
     ``[B, T, F]`` -> ``[B, F, T]``: every conv mixes all F coefficients of a few
@@ -218,21 +229,11 @@ class ConvStatsNet(nn.Module):
             nn.Linear(cfg.fc_hidden, 1),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 3 or x.shape[1] != self.n_frames or x.shape[2] != self.n_features:
-            raise ValueError(
-                f"ConvStatsNet expects input [B, {self.n_frames}, {self.n_features}], got {list(x.shape)}"
-            )
-        x = apply_input_norm(x, self.input_norm)
-        h = self.stem(x.transpose(1, 2))
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.stem(apply_input_norm(x, self.input_norm).transpose(1, 2))
         for block in self.blocks:
             h = h + block(h)
-        stats = torch.cat([h.mean(dim=2), h.std(dim=2, unbiased=False)], dim=1)
-        return self.head(stats).squeeze(1)
-
-    @torch.no_grad()
-    def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.forward(x))
+        return torch.cat([h.mean(dim=2), h.std(dim=2, unbiased=False)], dim=1)
 
 
 ARCHS = {"spiraconv_v2": SpiraConvV2, "convstats": ConvStatsNet}

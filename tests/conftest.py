@@ -24,22 +24,37 @@ from tests.servers import moto_server, prefect_server  # noqa: E402
 # Small and fast, but the real model, features and windows: tests exercise the
 # production code paths, only with fewer clips, epochs and resamples.
 FAST_OVERRIDES = {
-    "training.epochs": 3,
-    "training.early_stopping_patience": 2,
-    "training.batch_size": 32,
-    # A handful of optimiser steps in total: the production 100-step warm-up
-    # would leave the weights at their initial values.
-    "training.warmup_steps": 5,
+    "training.epochs": 8,
     "augment.noisy_copies": 1,
     "evaluation.bootstrap_samples": 100,
     "validation.min_clips": 10,
     "validation.min_clips_per_class": 3,
-    # Tiny test sets cannot meet the production floors; gate logic has its own unit tests.
-    "gate.min_roc_auc": 0.0,
-    "gate.min_balanced_accuracy": 0.0,
-    "gate.slice_floor": 0.0,
-    "gate.max_shortcut_drop": 1.0,
+    # No gate setting here: the tests promote under the shipped thresholds. They train
+    # on the clearly separated demo data below, so a short training earns its promotion.
 }
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads_unchanged() -> Iterator[None]:
+    """A test that changes torch's thread count in this process puts it back: results that
+    must be bit-identical (same seed, same data) depend on the reduction order it sets."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    before = torch.get_num_threads() if torch is not None else None
+    yield
+    torch = sys.modules.get("torch")
+    if torch is not None and before is not None and torch.get_num_threads() != before:
+        torch.set_num_threads(before)
+
+
+# Clips in the shared demo dataset (one per speaker).
+DEMO_SPEAKERS = 40
+
+
+@pytest.fixture(scope="session")
+def demo_speakers() -> int:
+    return DEMO_SPEAKERS
 
 
 @pytest.fixture(scope="session")
@@ -53,7 +68,7 @@ def demo_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from spira_demo import generate_demo_dataset
 
     out = tmp_path_factory.mktemp("demo") / "data"
-    generate_demo_dataset(out, speakers=32, seed=11)
+    generate_demo_dataset(out, speakers=DEMO_SPEAKERS, seed=11, separation="clear")
     return out
 
 

@@ -39,7 +39,7 @@ def evaluate_dataset(spec: RunSpec, model_ref: str) -> Evaluation:
         raise PipelineError(f"no valid clips to evaluate in {ws.data.uri}: {checked.message}")
     rows = good.with_columns(pl.lit("test").alias("split"))
     probs, shortcut = score_checkpoint(ws, blob, rows, cfg)
-    report = report_for(rows, probs, shortcut, cfg)
+    report = report_for(rows, probs, shortcut, cfg, ws)
     return Evaluation(
         model=mv.name, version=mv.version, data=ws.data.uri, snapshot_digest=snap.digest,
         n_quarantined=checked.n_quarantined, quarantine=L.get_json(ws.store, checked.quarantine_key, []),

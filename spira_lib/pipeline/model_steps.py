@@ -115,9 +115,17 @@ def score_checkpoint(ws: Workspace, blob: bytes, test: pl.DataFrame, cfg: SpiraC
     return np.asarray(probs, dtype=float), None if shortcut is None else np.asarray(shortcut, dtype=float)
 
 
-def report_for(test: pl.DataFrame, probs: np.ndarray, shortcut: np.ndarray | None, cfg: SpiraConfig) -> dict:
+def report_for(test: pl.DataFrame, probs: np.ndarray, shortcut: np.ndarray | None, cfg: SpiraConfig, ws: Workspace | None = None) -> dict:
+    """The evaluation report; with ``ws``, its shortcut section also names the noise the check used."""
     frame = test.select("sha256", "label", "sex", "age", "hospital").with_columns(pl.Series("prob", probs))
-    return evaluate_predictions(frame, cfg.evaluation, shortcut_prob=shortcut)
+    report = evaluate_predictions(frame, cfg.evaluation, shortcut_prob=shortcut)
+    if ws is not None and isinstance(report.get("shortcut"), dict):
+        augmentation, check = _plan(ws, cfg).noise_parts(ws.noise_bank(cfg.audio.sample_rate))
+        report["shortcut"].update({
+            "noise_files": check.names, "augmentation_noise_files": augmentation.names,
+            "noise_held_out": set(check.names).isdisjoint(augmentation.names),
+        })
+    return report
 
 
 def evaluate_step(spec: RunSpec, trained: Trained) -> Evaluated:
@@ -125,7 +133,7 @@ def evaluate_step(spec: RunSpec, trained: Trained) -> Evaluated:
     ws, cfg = spec.workspace(), spec.config
     test = _test_frame(ws, trained.split)
     probs, shortcut = score_checkpoint(ws, ws.store.get(trained.checkpoint_key), test, cfg)
-    report = report_for(test, probs, shortcut, cfg)
+    report = report_for(test, probs, shortcut, cfg, ws)
     L.put_json(ws.store, L.staged(trained.training_key, "report.json"), report)
     preds = test.select("sha256", "label").with_columns(pl.Series("prob", probs))
     L.put_table(ws.store, L.staged(trained.training_key, "predictions.parquet"), preds)
@@ -145,7 +153,7 @@ def compare_step(spec: RunSpec, evaluated: Evaluated) -> Compared:
     if champion is not None:
         test = _test_frame(ws, evaluated.trained.split)
         champ_probs, champ_short = score_checkpoint(ws, reg.load_artifact(champion, "model.pt"), test, cfg)
-        champion_report = report_for(test, champ_probs, champ_short, cfg)
+        champion_report = report_for(test, champ_probs, champ_short, cfg, ws)
         preds = L.get_table(ws.store, evaluated.predictions_key)
         ev = cfg.evaluation
         paired = paired_auc_difference(

@@ -37,3 +37,10 @@ def test_scoring_flow_scores_shadows_and_reports(tmp_path):
     assert "joao" not in text and "clip0" not in text and "p-" in text  # recordings appear only as pseudonyms
     again = score_flow(inbox_uri=spec.data_uri, registry_uri=spec.registry_uri, overrides=OVERRIDES)
     assert again.champion.n_scored == 0 and again.champion.n_known == 5
+
+
+def test_a_run_without_an_inbox_fails_saying_what_to_pass():
+    state = score_flow(registry_uri="unused", return_state=True)
+    assert state.is_failed()
+    with pytest.raises(ValueError, match="SPIRA_INBOX_URI"):
+        state.result()

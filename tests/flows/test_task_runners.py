@@ -44,7 +44,7 @@ def test_dask_fan_out_gives_identical_features(tmp_path, demo_dataset, fast_over
         reg = tmp_path / kind
         spec = RunSpec.build(demo_dataset, reg, overrides=overrides)
         split = _prepare(spec)
-        assert feature_chunk_count(split, 8) == 4  # 32 clips -> 4 tasks
+        assert feature_chunk_count(split, 8) == 5  # 40 clips -> 5 tasks
 
         @flow(name=f"features-{kind}", task_runner=make_task_runner(kind))
         def run():
@@ -52,8 +52,8 @@ def test_dask_fan_out_gives_identical_features(tmp_path, demo_dataset, fast_over
 
         results[kind] = (run(), _features(reg))
     (thread_stats, thread_files), (dask_stats, dask_files) = results["thread"], results["dask"]
-    assert thread_stats.chunks == dask_stats.chunks == 4
-    assert thread_stats.computed == dask_stats.computed > 32
+    assert thread_stats.chunks == dask_stats.chunks == 5
+    assert thread_stats.computed == dask_stats.computed > 40
     assert thread_files.keys() == dask_files.keys()
     assert all(thread_files[k] == dask_files[k] for k in thread_files)
     one = next(iter(thread_files))

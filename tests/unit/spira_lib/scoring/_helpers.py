@@ -15,7 +15,7 @@ from spira_lib.pipeline import RunSpec
 from spira_demo import synth_clip
 
 # Short windows keep the forward passes cheap; the checkpoint carries them, so scoring uses them too.
-MODEL = ModelConfig(window_s=1.0, step_s=0.5, fc_hidden=8, dropout=0.0)
+MODEL = ModelConfig(arch="spiraconv_v2", window_s=1.0, step_s=0.5, fc_hidden=8, dropout=0.0)
 FEAT = FeatureConfig()
 
 
