@@ -13,6 +13,7 @@ before acting. Readers (champion, resolve) trust the pointer and never write.
 """
 from __future__ import annotations
 
+import copy
 from datetime import datetime, timezone
 from typing import Any, Callable
 
@@ -49,6 +50,8 @@ class Ledger:
         self.store = store
         self.layout = layout
         self._clock = clock
+        # Entries are immutable once created, so each is fetched once per process (verify reads afresh).
+        self._seen: dict[str, dict[str, Any]] = {}
 
     def clock(self) -> datetime:
         return self._clock().astimezone(timezone.utc)
@@ -116,7 +119,13 @@ class Ledger:
 
     def entries(self, name: str) -> list[dict[str, Any]]:
         keys, _ = self.entry_keys(name)
-        return [self.read_entry(key) for _, key in keys]
+        out = []
+        for _, key in keys:
+            entry = self._seen.get(key)
+            if entry is None:
+                entry = self._seen[key] = self.read_entry(key)
+            out.append(copy.deepcopy(entry))
+        return out
 
     def append(
         self, name: str, action: str, version: int, previous: int | None, reason: str, decision: dict | None, actor: str

@@ -121,3 +121,25 @@ def _check_ledger(ledger: Ledger, name: str, committed: set[int], pointer: int |
             "an interrupted promote/rollback (the next promote or rollback finishes it)"
         )
     return problems
+
+
+def stored_model_names(reg: "ModelRegistry") -> list[str]:
+    """Every model folder under the registry prefix, committed or not (verify must see abandoned ones too)."""
+    base = f"{reg.prefix}/" if reg.prefix else ""
+    names = set()
+    for info in reg.store.list(base):
+        first = info.key[len(base):].split("/", 1)[0]
+        if first:
+            names.add(first)
+    return sorted(names)
+
+
+def verify_registry(reg: "ModelRegistry", names: list[str] | None = None) -> dict[str, list[str]]:
+    """Problems per model (every stored model when ``names`` is None); a model name that is invalid is a problem too."""
+    out: dict[str, list[str]] = {}
+    for name in stored_model_names(reg) if names is None else names:
+        try:
+            out[name] = reg.fsck(name)
+        except RegistryError as exc:
+            out[name] = [str(exc)]
+    return out
