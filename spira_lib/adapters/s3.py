@@ -160,7 +160,10 @@ class S3Store:
     repeated delete changes nothing), so retrying writes is as safe as
     retrying reads. The one subtle case is a conditional create whose first
     attempt reached S3 but whose answer was lost: the retry then gets 412, and
-    the object is read back: the same bytes mean it was our own write. Waits are bounded:
+    the object is read back: the same bytes mean it was our own write. Our own
+    retries matter most when an outage drains botocore's retry quota (500
+    tokens, 14 per retried 5xx/reset, 5 per throttle): botocore then stops
+    retrying and these attempts are all that is left. Waits are bounded:
     ``retry_base_delay_s * (2**attempts - 1)`` at most, capped per wait at
     ``retry_max_delay_s``.
     """
@@ -172,7 +175,7 @@ class S3Store:
         client: Any = None,
         *,
         page_size: int = 1000,
-        retry_attempts: int = 3,
+        retry_attempts: int = 5,
         retry_base_delay_s: float = 0.2,
         retry_max_delay_s: float = 2.0,
     ) -> None:
