@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from spira_lib.hashing import sha256_hex
-from spira_lib.ports import ObjectExists, ObjectNotFound, ObjectStore, join_key
+from spira_lib.ports import ObjectExists, ObjectNotFound, ObjectStore, StoreError, join_key
 from spira_lib.registry.documents import (
     MARKER,
     RegistryError,
@@ -46,20 +46,28 @@ LEASE_S = 15 * 60  # a register writes a few objects; 15 minutes is generous
 MAX_BUMPS = 1000  # bound on how many taken numbers a writer walks past
 
 
-def create(store: ObjectStore, key: str, data: bytes) -> bool:
+def create(store: ObjectStore, key: str, data: bytes, attempts: int = 3) -> bool:
     """Create ``key`` with ``data`` if it does not exist; True when this call created it.
 
     The read-back catches a lost race that the store failed to report
-    (``data`` always holds a unique token or timestamp, so equal bytes are ours).
+    (``data`` always holds a unique token or timestamp, so equal bytes are
+    ours). A ``StoreError`` is ambiguous (the write may have landed before the
+    connection dropped), so the create is tried again: finding our own bytes
+    there then means it did.
     """
-    try:
-        store.put(key, data, if_absent=True)
-    except ObjectExists:
-        return False
-    try:
-        return store.get(key) == data
-    except ObjectNotFound:
-        return False
+    for attempt in range(1, attempts + 1):
+        try:
+            try:
+                store.put(key, data, if_absent=True)
+            except ObjectExists:
+                pass  # someone's: maybe ours from an attempt whose answer was lost
+            return store.get(key) == data
+        except ObjectNotFound:
+            return False
+        except StoreError:
+            if attempt == attempts:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def claim_doc(token: str, now: str, lease_s: float) -> bytes:
@@ -144,13 +152,23 @@ class VersionWriter:
         return encoded
 
     def _release(self, folder: str, written: list[str]) -> None:
-        """Best effort: remove what a failed register wrote before its marker, claim last."""
-        try:
-            for filename in written:
-                self.reg.store.delete(join_key(folder, filename))
-            self.reg.store.delete(join_key(folder, CLAIM))
-        except Exception:  # noqa: BLE001 - the folder stays invisible; verify reports it, sweep removes it
-            pass
+        """Best effort: remove what a failed register wrote before its marker, claim last.
+
+        If this fails too, the folder stays invisible; ``verify`` reports it
+        and ``sweep`` removes it once the claim's lease has run out.
+        """
+        for key in [join_key(folder, f) for f in written] + [join_key(folder, CLAIM)]:
+            if not self._delete(key):
+                return  # keep the claim while anything of ours is left, so nobody reuses the number
+
+    def _delete(self, key: str, attempts: int = 3) -> bool:
+        for _ in range(attempts):
+            try:
+                self.reg.store.delete(key)
+                return True
+            except Exception:  # noqa: BLE001 - storage trouble is why we are here
+                continue
+        return False
 
 
 def uncommitted(reg: "ModelRegistry", name: str, now: datetime) -> list[tuple[int, int, datetime | None, bool]]:
