@@ -10,6 +10,15 @@ Delivery is at-least-once end to end and duplicates are harmless:
 * an SQS message is deleted only after every event it produced was
   acknowledged by the Prefect server, so a crash or an unreachable server
   means redelivery, never loss;
+* a message that fails for a transient reason (the Prefect API is down, the
+  HEAD check of its object keeps failing with a 5xx, throttling or a reset
+  after a few retries) is left in the queue and comes back after the
+  queue's visibility timeout;
+* a message that cannot be parsed is left for the queue's dead-letter queue:
+  with a redrive policy (``maxReceiveCount``) SQS moves it there after that
+  many receives (the bridge makes it visible again at once, so that takes
+  seconds). Only a queue without a redrive policy gets poison deleted (with
+  an error in the log), so it cannot cycle forever (``poison`` setting);
 * event ids are derived from the S3 record (uuid5), so a redelivered message
   produces the same ids and the server drops the copies.
 
@@ -25,18 +34,18 @@ import logging
 import os
 import re
 import signal
+import time
 import uuid
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
-from typing import Any, AsyncContextManager, Callable, Sequence
+from typing import Any, AsyncContextManager, Callable, Literal, Sequence
 from urllib.parse import unquote_plus
 
-import boto3
 import botocore.exceptions as bexc
 from prefect.events import Event
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from spira_lib.adapters.s3 import client_config, make_s3_client
+from spira_lib.adapters.s3 import aws_session, client_config, is_transient, make_s3_client
 from spira_lib.watch import OBJECT_CREATED_EVENT, key_in_folder
 
 log = logging.getLogger("spira.s3_bridge")
@@ -50,6 +59,10 @@ EVENT_ID_NAMESPACE = uuid.UUID("6f1c3e0a-5b7d-4c1e-9a2f-53a1b2c3d4e5")
 
 class BadMessage(ValueError):
     """An SQS message body is not a usable S3 notification; the message says why."""
+
+
+class TransientFailure(RuntimeError):
+    """Handling a message failed for a reason that may pass; the message is left for redelivery."""
 
 
 @dataclass(frozen=True)
@@ -243,6 +256,13 @@ class BridgeConfig(BaseModel):
     region: str | None = Field(default_factory=lambda: _env_first("AWS_DEFAULT_REGION", "AWS_REGION"))
     # HEAD each object before emitting and skip it if it was deleted meanwhile.
     check_exists: bool = True
+    # Attempts of a HEAD that fails transiently (5xx, throttling, reset, timeout) before the message is left.
+    head_attempts: int = Field(3, ge=1, le=10)
+    # First wait between HEAD attempts; doubles each time.
+    head_backoff_s: float = Field(0.5, ge=0)
+    # Unparseable messages: "auto" leaves them for the dead-letter queue when the queue has a
+    # redrive policy and deletes them otherwise; "dlq" always leaves them; "delete" always deletes.
+    poison: Literal["auto", "dlq", "delete"] = "auto"
     # Prefect API to emit to; None = the PREFECT_API_URL setting.
     prefect_api_url: str | None = None
     # Reconnection attempts of the events client before a message is left for redelivery.
@@ -279,8 +299,8 @@ class BridgeStats:
     emitted: int = 0  # events acknowledged by the Prefect server
     skipped: int = 0  # records filtered out (bucket, prefix, folder marker, not a create, deleted)
     deleted: int = 0  # messages removed from the queue after being handled
-    poison: int = 0  # malformed messages (also counted in deleted)
-    failed: int = 0  # messages left in the queue for redelivery
+    poison: int = 0  # malformed messages (left for the dead-letter queue, or deleted when there is none)
+    failed: int = 0  # messages left in the queue for redelivery after a transient failure
 
     def __add__(self, other: "BridgeStats") -> "BridgeStats":
         return BridgeStats(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
@@ -319,9 +339,10 @@ class S3EventBridge:
     ) -> None:
         self.config = config
         region = config.resolved_region()
-        self._sqs = sqs_client or boto3.session.Session().client(
+        self._sqs = sqs_client or aws_session().client(
             "sqs", endpoint_url=config.sqs_endpoint_url, region_name=region, config=client_config()
         )
+        self._has_dlq: bool | None = None  # learnt from the queue's RedrivePolicy on the first poison message
         self._s3 = s3_client
         if self._s3 is None and config.check_exists:
             self._s3 = make_s3_client(config.s3_endpoint_url, region)
@@ -377,30 +398,78 @@ class S3EventBridge:
         return None
 
     def _object_missing(self, record: S3Record) -> bool:
-        """True only when S3 says the object is gone; any other HEAD failure forwards it anyway."""
-        try:
-            self._s3.head_object(Bucket=record.bucket, Key=record.key)
-            return False
-        except bexc.ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", ""))
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            if code in ("404", "NoSuchKey", "NotFound") or status == 404:
+        """True only when S3 says the object is gone (404).
+
+        Transient HEAD failures (5xx, throttling, resets, timeouts) are retried
+        with backoff; if they persist, TransientFailure leaves the message for
+        redelivery. A permanent non-404 error (e.g. 403: the bridge may not
+        read the bucket) cannot be fixed by waiting: the record is forwarded
+        without the check, which is an optimisation, never a gate.
+        """
+        delay = self.config.head_backoff_s
+        for attempt in range(1, self.config.head_attempts + 1):
+            try:
+                self._s3.head_object(Bucket=record.bucket, Key=record.key)
+                return False
+            except bexc.ClientError as exc:
+                code = str(exc.response.get("Error", {}).get("Code", ""))
+                status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                if code in ("404", "NoSuchKey", "NotFound") or status == 404:
+                    return True
+                if not is_transient(exc):
+                    log.warning("%s: HEAD failed (%s); forwarding without the existence check", record.uri, exc)
+                    return False
+                error: Exception = exc
+            except Exception as exc:  # noqa: BLE001 - classified below
+                if not is_transient(exc):
+                    log.warning("%s: HEAD failed (%s); forwarding without the existence check", record.uri, exc)
+                    return False
+                error = exc
+            if attempt < self.config.head_attempts:
+                log.warning("%s: HEAD failed transiently (attempt %d/%d), retrying in %.1fs: %s",
+                            record.uri, attempt, self.config.head_attempts, delay, error)
+                time.sleep(delay)
+                delay *= 2
+        raise TransientFailure(f"HEAD {record.uri} failed {self.config.head_attempts} times: {error}")
+
+    def _queue_has_dlq(self) -> bool:
+        if self._has_dlq is None:
+            try:
+                attrs = self._sqs.get_queue_attributes(QueueUrl=self.config.queue_url, AttributeNames=["RedrivePolicy"])
+                self._has_dlq = bool(attrs.get("Attributes", {}).get("RedrivePolicy"))
+            except Exception as exc:  # noqa: BLE001 - cannot tell: keep the message, never lose one
+                log.warning("cannot read the RedrivePolicy of %s (%s); leaving poison messages in the queue",
+                            self.config.queue_url, exc)
                 return True
-            log.warning("%s: HEAD failed (%s); forwarding without the existence check", record.uri, exc)
-            return False
-        except Exception as exc:  # noqa: BLE001 - the check is an optimisation, never a blocker
-            log.warning("%s: HEAD failed (%s); forwarding without the existence check", record.uri, exc)
-            return False
+            if not self._has_dlq:
+                log.error("queue %s has no redrive policy: malformed messages will be deleted. Give it a "
+                          "dead-letter queue (RedrivePolicy with maxReceiveCount) to keep them", self.config.queue_url)
+        return self._has_dlq
+
+    async def _poison(self, msg: dict[str, Any], exc: BadMessage, stats: BridgeStats) -> None:
+        msg_id = msg.get("MessageId", "?")
+        stats.poison += 1
+        mode = self.config.poison
+        keep = mode == "dlq" or (mode == "auto" and await asyncio.to_thread(self._queue_has_dlq))
+        if not keep:
+            log.error("message %s: malformed, deleting it as poison: %s", msg_id, exc)
+            await self._delete(msg, stats)
+            return
+        receives = msg.get("Attributes", {}).get("ApproximateReceiveCount", "?")
+        log.error("message %s: malformed (receive %s), leaving it for the dead-letter queue: %s", msg_id, receives, exc)
+        try:  # visible again at once: SQS moves it to the DLQ after maxReceiveCount receives
+            await asyncio.to_thread(self._sqs.change_message_visibility, QueueUrl=self.config.queue_url,
+                                    ReceiptHandle=msg["ReceiptHandle"], VisibilityTimeout=0)
+        except Exception as err:  # noqa: BLE001 - it comes back after the visibility timeout anyway
+            log.warning("message %s: could not make it visible again: %s", msg_id, err)
 
     async def _events_for(self, msg: dict[str, Any], stats: BridgeStats) -> list[Event] | None:
-        """Events to emit for ``msg``; None when the message is already fully handled (deleted)."""
+        """Events to emit for ``msg``; None when the message is already settled (deleted or left)."""
         msg_id = msg.get("MessageId", "?")
         try:
             records = parse_s3_message(msg.get("Body", ""))
         except BadMessage as exc:
-            log.error("message %s: malformed, deleting it as poison: %s", msg_id, exc)
-            stats.poison += 1
-            await self._delete(msg, stats)
+            await self._poison(msg, exc, stats)
             return None
         if records is None:
             log.info("message %s: SNS control message, not a notification; deleting", msg_id)
@@ -414,7 +483,13 @@ class S3EventBridge:
         for record in records:
             reason = self._skip_reason(record)
             if reason is None and self.config.check_exists and self._s3 is not None:
-                if await asyncio.to_thread(self._object_missing, record):
+                try:
+                    missing = await asyncio.to_thread(self._object_missing, record)
+                except TransientFailure as exc:
+                    log.error("message %s: %s; leaving it for redelivery", msg_id, exc)
+                    stats.failed += 1
+                    return None
+                if missing:
                     reason = "object no longer exists"
             if reason is not None:
                 log.info("message %s: skip %s: %s", msg_id, record.uri, reason)
@@ -527,6 +602,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--prefect-api-url", default=None, help="Prefect API (default: the PREFECT_API_URL setting)")
     p.add_argument("--no-head-check", action="store_false", dest="check_exists",
                    help="forward without checking that the object still exists")
+    p.add_argument("--poison", choices=["auto", "dlq", "delete"], default=None,
+                   help="unparseable messages: leave them for the queue's dead-letter queue (dlq), delete them, "
+                        "or auto (dlq when the queue has a redrive policy; default)")
     p.add_argument("--max-polls", type=int, default=None, help="stop after this many polls (default: run forever)")
     p.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     return p
@@ -534,7 +612,7 @@ def _parser() -> argparse.ArgumentParser:
 
 _CONFIG_ARGS = (
     "queue_url", "buckets", "prefix", "event_name", "wait_time_s", "max_messages", "visibility_timeout_s",
-    "sqs_endpoint_url", "s3_endpoint_url", "region", "prefect_api_url", "check_exists",
+    "sqs_endpoint_url", "s3_endpoint_url", "region", "prefect_api_url", "check_exists", "poison",
 )
 
 
