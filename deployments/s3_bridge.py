@@ -651,6 +651,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = _config_from_namespace(ns, parser)
     logging.basicConfig(level=str(ns.log_level).upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from deployments.aws_credentials import install_block_credentials
+
+    try:
+        # $SPIRA_AWS_CREDENTIALS_BLOCK / $SPIRA_S3_BUCKET_BLOCK name a prefect-aws block; else the AWS chain.
+        install_block_credentials()
+    except Exception as exc:  # noqa: BLE001 - a named block that cannot be loaded must stop the bridge
+        log.error("cannot load the AWS credentials block: %s", exc)
+        return 2
     try:
         bridge = S3EventBridge(config)
     except ValueError as exc:
