@@ -289,3 +289,22 @@ def test_poison_is_deleted_when_the_queue_has_no_dead_letter_queue() -> None:
     sqs = FakeSQS(["{not json"], redrive=False)
     stats = asyncio.run(_bridge(sqs, FakeS3([]), FakeEvents(), poison="dlq").poll_once())
     assert stats.poison == 1 and sqs.deleted == []
+
+
+def test_run_exits_after_idle_polls_and_a_failed_batch_leaves_every_message() -> None:
+    sqs, events = FakeSQS([UPLOAD]), FakeEvents()
+    bridge = _bridge(sqs, FakeS3([]), events, check_exists=False)
+    total = asyncio.run(bridge.run(idle_polls=2, max_polls=10))
+    assert total.emitted == 1 and total.received == 1  # one busy poll, then two empty ones
+    assert bridge.first_emit_at is not None
+
+    class Broken(FakeEvents):
+        async def emit(self, event: Any) -> None:
+            if self.emitted:
+                raise ConnectionError("server went away")
+            self.emitted.append(event)
+
+    second = json.dumps({"Records": [aws_record("incoming/b.wav", sequencer="0062E99A88DC409999")]})
+    sqs = FakeSQS([UPLOAD, second])
+    stats = asyncio.run(_bridge(sqs, FakeS3([]), Broken(), check_exists=False).poll_once())
+    assert stats.failed == 2 and stats.emitted == 0 and sqs.deleted == []
