@@ -19,7 +19,8 @@ def test_a_burst_gives_exactly_one_run(moto_endpoint, prefect_api_url, tmp_path,
     fig = burst(moto_endpoint, prefect_api_url, OBJECTS, workers=4, pollers=2, home=tmp_path, say=lambda m: None)
     record_property("load_burst_small", str(fig))
     print("\nburst:", fig)
-    assert fig["bridge"]["stats"]["emitted"] == OBJECTS
+    assert fig["bridge"]["stats"]["emitted"] >= OBJECTS  # at least once: a redelivery is emitted again
+    assert fig["stored_events"] == OBJECTS  # ... and dropped by id on arrival
     assert fig["bridge"]["stats"]["failed"] == 0 and fig["bridge"]["stats"]["poison"] == 0
     assert fig["runs"] == 1
     assert fig["server_during_burst"]["errors"] == 0
