@@ -13,16 +13,22 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[orchestration,dev]'
+	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[orchestration,mlflow,dev]'
 	rm -f $(VENV)/.installed-*
 	touch $@
+
+# The MLflow server the tests start: a separate process whose dependencies clash with the project's pins.
+MLFLOW_SERVER := .venv-mlflow/bin/mlflow
+$(MLFLOW_SERVER):
+	$(PYTHON) -m venv .venv-mlflow
+	.venv-mlflow/bin/python -m pip install --disable-pip-version-check -q 'mlflow==3.17.2'
 
 install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/spira demo --workdir $(DEMO_DIR)
 
-test: $(STAMP)
+test: $(STAMP) $(MLFLOW_SERVER)
 	$(BIN)/python -m pytest -q
 
 test-fast: $(STAMP)

@@ -39,8 +39,10 @@ def build_deployments(
     trigger: bool = True,
     settle_seconds: float = DEFAULT_SETTLE_SECONDS,
     cron: str | None = None,
+    inbox: str | None = None,
 ) -> list[Any]:
-    """RunnerDeployments for spira-retrain, spira-evaluate-champion and spira-rollback.
+    """RunnerDeployments for spira-retrain, spira-evaluate-champion and spira-rollback (and spira-score
+    when an ``inbox`` of unlabelled recordings is given: triggered by its uploads when on S3).
 
     ``watch`` (default: ``data_uri`` when it is on S3) is where uploads trigger
     a retrain; it must lie inside ``data_uri``, because the flow refuses events
@@ -100,7 +102,25 @@ def build_deployments(
         name=name, parameters={"registry_uri": registry_uri, "model_name": model_name}, tags=["spira"],
         description="Move the champion alias back to the previous champion.",
     )
-    return [retrain, evaluate, rollback]
+    scoring = [] if inbox is None else [_score_deployment(inbox, params, name, trigger, settle_seconds, data_uri)]
+    return [retrain, evaluate, rollback, *scoring]
+
+
+def _score_deployment(inbox: str, params: dict[str, Any], name: str, trigger: bool, settle_seconds: float, data_uri: str) -> Any:
+    from flows.score import score_flow
+
+    inbox = inbox.rstrip("/")
+    if is_under(inbox, data_uri) or is_under(data_uri, inbox) or is_under(params["registry_uri"], inbox):
+        raise ValueError(f"--inbox {inbox!r} overlaps the dataset or the registry: keep it in a folder of its own")
+    triggers = []
+    if trigger and inbox.startswith("s3://"):
+        bucket, prefix = split_s3_uri(inbox)
+        triggers.append(retrain_trigger(bucket, prefix, settle_seconds, name="spira-score-on-upload"))
+    score_params = {k: v for k, v in params.items() if k != "data_uri"} | {"inbox_uri": inbox}
+    return score_flow.to_deployment(
+        name=name, parameters=score_params, triggers=triggers, concurrency_limit=retrain_concurrency(), tags=["spira", "monitoring"],
+        description="Score new recordings in the inbox with the champion (and a challenger in shadow).",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -117,6 +137,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default=DEFAULT_NAME, help=f"deployment name for all three flows (default {DEFAULT_NAME})")
     p.add_argument("--watch", default=None, help="s3://bucket/prefix whose uploads trigger a retrain (default: --data-uri)")
     p.add_argument("--no-trigger", dest="trigger", action="store_false", help="serve on demand only, no event trigger")
+    p.add_argument("--inbox", default=None, help="also serve spira-score for unlabelled recordings here (s3://bucket/prefix or a folder)")
     p.add_argument("--settle", dest="settle_seconds", type=float, default=float(DEFAULT_SETTLE_SECONDS),
                    help=f"seconds a burst may last before the run starts (default {DEFAULT_SETTLE_SECONDS})")
     p.add_argument("--cron", default=None, help="also retrain on this cron schedule (UTC), e.g. '0 3 * * 0'")
@@ -168,6 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             trigger=ns.trigger,
             settle_seconds=ns.settle_seconds,
             cron=ns.cron,
+            inbox=ns.inbox,
         )
     except (ConfigError, ValueError) as exc:
         print(f"spira serve: {exc}", file=sys.stderr)

@@ -28,3 +28,22 @@ def check_trigger(trigger: Optional[str], data_uri: str) -> None:
     if trigger and not is_inside(trigger, data_uri):
         base = data_uri.rstrip("/") + "/"
         raise ValueError(f"trigger object {trigger!r} is outside the watched dataset {base!r}; refusing to run")
+
+
+def mark_run(tags: list[str], name_suffix: str = "") -> None:
+    """Tag the running flow run and append ``name_suffix`` to its name, so the runs list shows the outcome.
+
+    (``prefect.tags`` inside a flow does not retag a running flow run.) Cosmetic: never fails a run.
+    """
+    run_id = flow_run.get_id()
+    if not run_id:
+        return
+    from prefect.client.orchestration import get_client
+
+    try:
+        with get_client(sync_client=True) as client:
+            current = client.read_flow_run(run_id)
+            name = f"{current.name}-{name_suffix}" if name_suffix and not current.name.endswith(name_suffix) else None
+            client.update_flow_run(flow_run_id=run_id, tags=sorted(set(current.tags or []) | set(tags)), name=name)
+    except Exception as exc:
+        get_run_logger().debug("could not mark the flow run: %s", exc)

@@ -9,14 +9,18 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from prefect import flow, get_run_logger, unmapped
+from prefect.events import emit_event
+from prefect.states import Completed, State
 
-from flows.common import check_trigger, rename_run
+from flows.common import check_trigger, mark_run, rename_run
 from flows.runners import make_task_runner
 from spira_lib.pipeline import RunOutcome, RunSpec, retrain
 from spira_lib.pipeline.contract import (
     Compared, Evaluated, FeaturesReady, Promoted, Registered, SnapshotRef, SplitRef, Trained, TrainedVersion, Validated,
 )
 from spira_lib.pipeline.data_steps import feature_chunk_count, merge_features
+from spira_lib.ports import PublishedModel
+from spira_lib.watch import MODEL_PROMOTED_EVENT, MODEL_REJECTED_EVENT, model_resource_id
 from tasks import retrain as t
 
 
@@ -70,6 +74,9 @@ class TaskSteps:
     def promote(self, registered: Registered) -> Promoted:
         return t.promote_or_reject(self.spec, registered)
 
+    def hand_off(self, promoted: Promoted) -> PublishedModel | None:
+        return t.hand_off_to_serving(self.spec, promoted)
+
     def report(self, promoted: Promoted) -> None:
         t.publish_report(self.spec, promoted)
 
@@ -84,7 +91,7 @@ def retrain_flow(
     force: bool = False,
     trigger: Optional[str] = None,
     event_id: Optional[str] = None,
-) -> RunOutcome:
+) -> State:
     """Snapshot -> validate -> split -> features -> train -> evaluate -> compare -> register -> promote -> report.
 
     ``trigger``/``event_id`` come from the S3 event that started the run (for the
@@ -95,5 +102,38 @@ def retrain_flow(
     check_trigger(trigger, data_uri)
     spec = RunSpec.build(data_uri, registry_uri, config_path=config_path, overrides=overrides, model_name=model_name)
     if trigger:
-        log.info("triggered by %s (event %s)", trigger, event_id)
-    return retrain(TaskSteps(spec, force=force), model_name=model_name, force=force, say=log.info)
+        # The object's name may name a patient: the log shows where it was, and its pseudonym.
+        shown = f"{data_uri.rstrip('/')}/{spec.workspace().pseudonyms(spec.config)(trigger)}"
+        log.info("triggered by an upload under %s (object %s, event %s)", data_uri, shown, event_id)
+    return finish(retrain(TaskSteps(spec, force=force), model_name=model_name, force=force, say=log.info))
+
+
+def outcome_message(outcome: RunOutcome) -> str:
+    """One line for the run's state: what happened to which version, and which check said no."""
+    name = f"{outcome.model} v{outcome.version}"
+    if outcome.skipped:
+        return f"nothing to train: {name} was already trained on this data"
+    if outcome.promoted:
+        return f"promoted {name}"
+    if outcome.held:
+        return f"held {name} as challenger: waits for shadow scoring"
+    failed = [c.get("name") for c in (outcome.decision or {}).get("checks", []) if c.get("passed") is False]
+    return f"rejected {name}: " + (", ".join(f"{n} check" for n in failed) or "not promoted")
+
+
+def finish(outcome: RunOutcome) -> State:
+    """End the run so its outcome shows at a glance: a state message, a tag, and an event automations can use."""
+    verdict = "skipped" if outcome.skipped else "promoted" if outcome.promoted else "held" if outcome.held else "rejected"
+    mark_run([verdict], f"{verdict}-v{outcome.version}")
+    if not outcome.skipped:
+        emit_event(
+            event=MODEL_PROMOTED_EVENT if outcome.promoted else MODEL_REJECTED_EVENT,
+            resource={
+                "prefect.resource.id": model_resource_id(outcome.model, outcome.version),
+                "prefect.resource.name": f"{outcome.model} v{outcome.version}",
+                "spira.model": outcome.model,
+                "spira.version": str(outcome.version),
+            },
+            payload={"message": outcome_message(outcome), "metrics": outcome.metrics, "uri": outcome.uri},
+        )
+    return Completed(message=outcome_message(outcome), data=outcome)

@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import List, Optional
+from typing import Iterator, List, Optional
 
 import typer
 
@@ -22,12 +23,47 @@ ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config file (default
 SetOpt = typer.Option(None, "--set", help="Override a config field, e.g. --set training.epochs=5 (repeatable).")
 
 
-def _fail(message: str, code: int = 1) -> None:
+def _fail(message: str, code: int = 1, *, as_json: bool = False, kind: str = "error") -> None:
+    """The error on stderr; with ``as_json`` also ``{"error": ..., "kind": ...}`` as the last stdout line."""
+    if as_json:
+        typer.echo(json.dumps({"error": message, "kind": kind}))
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
 
 
-def _config(config: Optional[Path], sets: Optional[List[str]], seed: Optional[int] = None):
+def _error_kind(exc: BaseException) -> str | None:
+    """What kind of failure a run's exception is ('dataset', 'config', ...); None for a bug."""
+    from spira_lib.config import ConfigError
+    from spira_lib.dataset import DatasetError
+    from spira_lib.pipeline import PipelineError
+    from spira_lib.ports import StoreError
+    from spira_lib.registry import RegistryError
+
+    kinds = ((ConfigError, "config"), (DatasetError, "dataset"), (PipelineError, "pipeline"),
+             (RegistryError, "registry"), (StoreError, "storage"))  # fmt: skip
+    return next((kind for cls, kind in kinds if isinstance(exc, cls)), None)
+
+
+@contextmanager
+def _reported(as_json: bool) -> Iterator[None]:
+    """Known failures (bad data, config, storage, registry) as one message and exit 1 (2 for config), no traceback.
+
+    Anything else is a bug: with ``--json`` its JSON error line is printed first, then the traceback.
+    """
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except Exception as exc:
+        kind = _error_kind(exc)
+        if kind is None:
+            if as_json:
+                typer.echo(json.dumps({"error": f"{type(exc).__name__}: {exc}", "kind": "internal"}))
+            raise
+        _fail(str(exc), 2 if kind == "config" else 1, as_json=as_json, kind=kind)
+
+
+def _config(config: Optional[Path], sets: Optional[List[str]], seed: Optional[int] = None, *, as_json: bool = False):
     from spira_lib.config import ConfigError, load_config, parse_override
 
     try:
@@ -36,7 +72,7 @@ def _config(config: Optional[Path], sets: Optional[List[str]], seed: Optional[in
             overrides["training.seed"] = seed
         return load_config(config, overrides)
     except ConfigError as exc:
-        _fail(str(exc), 2)
+        _fail(str(exc), 2, as_json=as_json, kind="config")
 
 
 def _log_setup(quiet: bool) -> None:
@@ -80,19 +116,17 @@ def train(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
 ) -> None:
     """validate -> features -> split -> train -> evaluate -> register (and promote through the gate)."""
-    from spira_lib.pipeline import PipelineError, RunSpec, run_pipeline
+    from spira_lib.pipeline import RunSpec, run_pipeline
 
     _log_setup(as_json)
-    spec = RunSpec(data_uri=data, registry_uri=registry, config=_config(config, sets, seed), model_name=model)
+    spec = RunSpec(data_uri=data, registry_uri=registry, config=_config(config, sets, seed, as_json=as_json), model_name=model)
 
     def on_epoch(s) -> None:
         if not as_json:
             typer.echo(f"  epoch {s.epoch:3d}  train_loss {s.train_loss:.4f}  val_loss {s.val_loss:.4f}  val_acc {s.val_accuracy:.3f}{'  *' if s.is_best else ''}", err=True)
 
-    try:
+    with _reported(as_json):
         outcome = run_pipeline(spec, force=force, say=_say(False), on_epoch=on_epoch)
-    except PipelineError as exc:
-        _fail(str(exc))
     _print_outcome(outcome, as_json)
 
 
@@ -106,15 +140,12 @@ def evaluate(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Score a registered model on a labelled dataset."""
-    from spira_lib.pipeline import PipelineError, RunSpec, evaluate_dataset
-    from spira_lib.registry import RegistryError
+    from spira_lib.pipeline import RunSpec, evaluate_dataset
 
     _log_setup(as_json)
-    spec = RunSpec(data_uri=data, registry_uri=registry, config=_config(config, sets))
-    try:
+    spec = RunSpec(data_uri=data, registry_uri=registry, config=_config(config, sets, as_json=as_json))
+    with _reported(as_json):
         result = evaluate_dataset(spec, model)
-    except (PipelineError, RegistryError) as exc:
-        _fail(str(exc))
     if as_json:
         typer.echo(json.dumps(result.metrics, default=str))
         return
@@ -157,6 +188,32 @@ def predict(
 
 
 @app.command()
+def score(
+    inbox: str = typer.Option(..., "--inbox", help="Folder or s3://bucket/prefix of unlabelled recordings."),
+    registry: str = typer.Option(..., "--registry"),
+    model: str = typer.Option("spira", "--model", help="Registered model name (its champion scores)."),
+    config: Optional[Path] = ConfigOpt,
+    sets: Optional[List[str]] = SetOpt,
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Score the inbox's new recordings with the champion (and a challenger in shadow); Parquet next to the registry."""
+    from spira_lib.pipeline import RunSpec
+    from spira_lib.registry import RegistryError
+    from spira_lib.scoring import run_scoring
+
+    _log_setup(as_json)
+    spec = RunSpec(data_uri=inbox, registry_uri=registry, config=_config(config, sets), model_name=model)
+    try:
+        outcome = run_scoring(spec, say=_say(as_json))
+    except RegistryError as exc:
+        _fail(str(exc))
+    if as_json:
+        typer.echo(outcome.model_dump_json(exclude={"champion": {"shas"}}))
+    else:
+        typer.echo(outcome.champion.describe())
+
+
+@app.command()
 def retrain(
     data: str = typer.Option(..., "--data", help="Dataset folder or s3://bucket/prefix."),
     registry: str = typer.Option(..., "--registry", help="Registry folder or s3://bucket/prefix."),
@@ -171,12 +228,13 @@ def retrain(
 
     try:
         overrides = dict(parse_override(s) for s in (sets or []))
-        _config(config, sets)  # fail fast with a clear message before Prefect starts
+        _config(config, sets, as_json=as_json)  # fail fast with a clear message before Prefect starts
     except ConfigError as exc:
-        _fail(str(exc), 2)
+        _fail(str(exc), 2, as_json=as_json, kind="config")
     from spira_cli.orchestrated import run_retrain
 
-    outcome = run_retrain(data, registry, config_path=str(config) if config else None, overrides=overrides, model_name=model, force=force)
+    with _reported(as_json):
+        outcome = run_retrain(data, registry, config_path=str(config) if config else None, overrides=overrides, model_name=model, force=force)
     _print_outcome(outcome, as_json)
 
 
@@ -219,6 +277,12 @@ def serve(ctx: typer.Context) -> None:
     from deployments.serve import main as serve_main
 
     raise typer.Exit(serve_main(list(ctx.args)) or 0)
+
+
+# `spira doctor`: checks a production setup before deploying (Prefect and boto3 imported only when run).
+from spira_cli.doctor import doctor as _doctor  # noqa: E402
+
+app.command("doctor")(_doctor)
 
 
 @registry_app.command("list")
@@ -265,16 +329,17 @@ def registry_promote(
     reason: str = typer.Option("manual promotion", "--reason"),
 ) -> None:
     """Make a version the champion (recorded in the ledger)."""
-    from spira_lib.bootstrap import open_registry
+    from spira_lib.bootstrap import open_workspace
     from spira_lib.registry import RegistryError
 
-    reg = open_registry(registry)
+    ws = open_workspace(registry, registry)
     try:
-        mv = reg.resolve(ref)
-        reg.promote(mv.name, mv.version, reason=reason, actor="cli")
+        mv = ws.registry.resolve(ref)
+        ws.registry.promote(mv.name, mv.version, reason=reason, actor="cli")
     except RegistryError as exc:
         _fail(str(exc))
     typer.echo(f"{mv.name} v{mv.version} is now champion")
+    _hand_off(ws, mv.name)
 
 
 @registry_app.command("rollback")
@@ -284,15 +349,25 @@ def registry_rollback(
     reason: str = typer.Option("manual rollback", "--reason"),
 ) -> None:
     """Move champion back to the previous champion (recorded in the ledger)."""
-    from spira_lib.bootstrap import open_registry
+    from spira_lib.bootstrap import open_workspace
     from spira_lib.registry import RegistryError
 
-    reg = open_registry(registry)
+    ws = open_workspace(registry, registry)
     try:
-        mv = reg.rollback(name, reason=reason, actor="cli")
+        mv = ws.registry.rollback(name, reason=reason, actor="cli")
     except RegistryError as exc:
         _fail(str(exc))
     typer.echo(f"{name}: champion rolled back to v{mv.version}")
+    _hand_off(ws, name)
+
+
+def _hand_off(ws, name: str) -> None:
+    """The new champion to serving (MLflow), when SPIRA_MLFLOW_TRACKING_URI is set."""
+    from spira_lib.pipeline.hand_off import hand_off_champion
+
+    published = hand_off_champion(ws, name)
+    if published is not None:
+        typer.echo(f"handed off to serving: {published.uri} (MLflow version {published.version})")
 
 
 @registry_app.command("verify")

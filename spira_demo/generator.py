@@ -38,6 +38,7 @@ __all__ = [
     "SpeakerProfile",
     "draw_profile",
     "generate_demo_dataset",
+    "speaker_latents",
     "synth_clip",
     "synth_noise",
 ]
@@ -92,6 +93,10 @@ _FORMAT_BLOCK: tuple[tuple[int, int, str], ...] = (
     (16000, 1, "FLAC"),
     (22050, 2, "FLAC"),
 )
+
+VOICE_FAMILIES = ("source_filter", "harmonic")
+CHANNELS = ("clean", "telephone", "8k", "gain", "mic_eq", "mixed")
+NOISE_PLACEMENTS = ("both", "patients", "none")
 
 _WARD_NOISE_FRACTION = 0.4
 _WARD_SNR_DB = (10.0, 25.0)
@@ -488,6 +493,260 @@ def _smooth(x: np.ndarray, width: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------
+# Second voice family: harmonic-plus-noise synthesis (benchmark sets only)
+# --------------------------------------------------------------------------
+#
+# The same speaker profile (severity -> pauses, breath groups, rate,
+# breathiness, inhalations, jitter/shimmer) rendered by a different production
+# model, so a benchmark can test whether a model learnt the respiratory cues or
+# the synthesiser: another text, gamma-distributed timing, a hat-pattern
+# intonation, filled (voiced) hesitations, and a voice made of a sum of
+# harmonics under a Gaussian-peak spectral envelope whose breathiness is a
+# harmonics-to-noise ratio, not aspiration pulses through all-pole resonators.
+
+# F1..F4 (Hz) for the harmonic family: a different speaker population's table.
+_VOWELS_H: dict[str, tuple[float, float, float, float]] = {
+    "i": (280, 2350, 2950, 3800),
+    "e": (400, 2100, 2700, 3650),
+    "E": (560, 1800, 2600, 3650),
+    "a": (760, 1350, 2600, 3600),
+    "O": (590, 1000, 2500, 3500),
+    "o": (430, 900, 2450, 3450),
+    "u": (330, 820, 2400, 3350),
+    "N": (250, 1200, 2250, 3200),
+    "@": (500, 1500, 2500, 3500),  # schwa of a filled pause
+}
+# "Voce precisa respirar bem fundo antes de ler este texto com calma e atencao"
+_SENTENCE_H: tuple[tuple[str, str], ...] = (
+    ("f", "o"), ("s", "e"), ("p", "e"), ("s", "i"), ("s", "a"), ("", "e"), ("s", "i"), ("p", "i"),
+    ("", "a"), ("p", "e"), ("n", "u"), ("f", "u"), ("", "o"), ("", "a"), ("n", "i"), ("p", "e"),
+    ("", "e"), ("", "e"), ("s", "e"), ("p", "e"), ("s", "o"), ("n", "o"), ("p", "a"), ("", "a"),
+    ("", "e"), ("", "a"), ("s", "a"), ("", "o"),
+)
+_FRICATIVES_H = {"s": (4500.0, 0.35, -10.0), "S": (3200.0, 0.4, -11.0), "f": (2500.0, 0.9, -22.0)}
+
+
+def _plan_utterance_harmonic(rng: np.random.Generator, prof: SpeakerProfile, duration_s: float) -> list[_Seg]:
+    """Like _plan_utterance but with its own text, timing laws and intonation."""
+    segs: list[_Seg] = []
+    margin = min(1.0, duration_s / 5.0)
+    t = rng.uniform(0.1, 0.7) * margin
+    speech_end = duration_s - rng.uniform(0.1, 0.7) * margin
+    syl = 0
+    s = prof.severity
+    if t > 0.4 and rng.random() < 0.5 * prof.inhale_p:
+        d = min(t - 0.1, rng.uniform(0.2, 0.45))
+        segs.append(_Seg("inhale", t - 0.05 - d, t - 0.05, _db(prof.inhale_db + rng.normal(0, 4))))
+    while t < speech_end:
+        n_group = max(1, int(round(rng.gamma(6.0, prof.group_syllables / 6.0))))
+        base_amp = rng.uniform(0.8, 1.15)
+        k = 0
+        while k < n_group:
+            onset, vowel = _SENTENCE_H[syl % len(_SENTENCE_H)]
+            last = k == n_group - 1
+            pos = k / max(n_group - 1, 1)
+            dur = rng.gamma(9.0, 1.0 / (9.0 * prof.syllable_rate))
+            if last:
+                dur *= 1.5
+            if t + dur > speech_end:
+                t = speech_end
+                break
+            amp = base_amp * rng.uniform(0.8, 1.15) * (1.0 - (0.1 + 0.35 * s) * pos**1.5)
+            # Hat pattern: rise over the first syllables, slow plateau, final fall.
+            hat = min(1.0, (k + 1) / 2.0) * 0.12 + 1.0 - 0.05 * pos - (0.14 if last else 0.0)
+            c_end = t
+            if onset == "p":
+                closure = min(0.05, 0.3 * dur)
+                c_end = t + closure + 0.01
+                segs.append(_Seg("burst", t + closure, c_end, 1.0))
+            elif onset in _FRICATIVES_H:
+                c_end = t + float(np.clip(0.3 * dur, 0.04, 0.13))
+                segs.append(_Seg("fric", t, c_end, rng.uniform(0.7, 1.3), onset))
+            elif onset == "n":
+                c_end = t + float(np.clip(0.25 * dur, 0.04, 0.09))
+                segs.append(_Seg("nasal", t, c_end, 0.3 * amp, "N", hat))
+            v_end = max(t + dur, c_end + 0.05)
+            segs.append(_Seg("vowel", c_end, v_end, amp, vowel, hat))
+            t = v_end
+            syl += 1
+            k += 1
+            if last:
+                break
+            if rng.random() < prof.hesitation_p:
+                if rng.random() < 0.5:  # filled pause ("ahn"), low and flat
+                    d = rng.uniform(0.12, 0.3)
+                    segs.append(_Seg("vowel", t + 0.03, t + 0.03 + d, 0.45 * amp, "@", 0.92))
+                    t += d + 0.06
+                else:
+                    t += rng.uniform(0.06, 0.22)
+        if t >= speech_end:
+            break
+        pause = max(0.1, rng.gamma(4.0, prof.pause_s / 4.0))
+        if pause >= 0.22 and rng.random() < prof.inhale_p:
+            d = min(pause - 0.06, rng.uniform(0.2, 0.6))
+            end = t + pause - 0.04
+            segs.append(_Seg("inhale", end - d, end, _db(prof.inhale_db + 2.0 + rng.normal(0, 4))))
+        t += pause
+    return [g for g in segs if g.end <= duration_s]
+
+
+def _gauss_envelope(freqs: np.ndarray, fmts: np.ndarray, widths: np.ndarray, tilt_db_oct: np.ndarray) -> np.ndarray:
+    """Amplitude envelope [frames, len(freqs)]: Gaussian formant peaks on a tilted floor."""
+    gains = np.array([1.0, 0.55, 0.3, 0.18])
+    f = freqs[None, None, :]
+    peaks = (gains[None, :, None] * np.exp(-0.5 * ((f - fmts[:, :, None]) / widths[:, :, None]) ** 2)).sum(axis=1)
+    octs = np.log2(np.maximum(freqs, 150.0) / 150.0)
+    return (0.04 + peaks) * 10.0 ** (-(tilt_db_oct[:, None] * octs[None, :]) / 20.0)
+
+
+def _render_harmonic(rng: np.random.Generator, prof: SpeakerProfile, plan: list[_Seg], sr: int, n: int) -> np.ndarray:
+    """Harmonic-plus-noise rendering of a plan; voiced parts at RMS ``SPEECH_REF``."""
+    win, hop = _stft_sizes(sr)
+    b = prof.breathiness
+    voiced = [g for g in plan if g.kind in ("vowel", "nasal")]
+    out = np.zeros(n)
+    if voiced:
+        env = np.zeros(n)
+        rise, fall = int(0.025 * sr), int(0.02 * sr)
+        for g in voiced:
+            a, e = int(g.start * sr), min(int(g.end * sr), n)
+            if e > a:
+                env[a:e] = np.maximum(env[a:e], g.amp * _fade(e - a, rise, fall))
+        n_frames = n // hop + 2
+        centres = np.arange(n_frames) * hop / sr
+        starts = np.array([g.start for g in voiced])
+        idx = np.clip(np.searchsorted(starts, centres, side="right") - 1, 0, len(voiced) - 1)
+        f0_frames = _smooth(prof.f0_hz * np.array([g.f0_mult for g in voiced])[idx], 7)
+        # Jitter as fast F0 perturbation, drift as a slow one.
+        f0_frames = f0_frames * (1.0 + _smooth(rng.normal(0.0, 0.015, n_frames), 15) * 2.5)
+        f0 = np.interp(np.arange(n) / sr, centres, f0_frames)
+        f0 = f0 * (1.0 + prof.jitter * 1.5 * np.repeat(rng.standard_normal(n // 64 + 1), 64)[:n])
+        phase = 2 * np.pi * np.cumsum(f0 / sr)
+        cycle = np.floor(phase / (2 * np.pi)).astype(np.int64)
+        shim = np.maximum(1.0 + prof.shimmer * rng.standard_normal(int(cycle[-1]) + 2), 0.2)[cycle]
+
+        fmts = np.array([_VOWELS_H[g.sound] for g in voiced]) * prof.formant_scale * 1.02
+        fmts = fmts * (1.0 + 0.04 * rng.standard_normal(fmts.shape))
+        fmt_frames = _smooth(fmts[idx], 5)
+        widths = np.broadcast_to(np.array([70.0, 90.0, 130.0, 180.0]), fmt_frames.shape).copy()
+        widths[:, 0] *= 1.0 + 1.5 * b
+        tilt = np.full(n_frames, 9.0 + 8.0 * b)
+        k_max = int(min(0.45 * sr, 6000.0) / max(prof.f0_hz * 0.8, 60.0))
+        voice = np.zeros(n)
+        # Linear interpolation frame -> sample, shared by every harmonic.
+        pos = np.arange(n) / hop
+        i0 = np.minimum(pos.astype(np.int64), n_frames - 2)
+        w = pos - i0
+        gains = np.array([1.0, 0.55, 0.3, 0.18])
+        # sin(k*phase) by the Chebyshev recurrence: one multiply-add per harmonic.
+        s_prev, s_cur, c2 = np.zeros(n), np.sin(phase), 2.0 * np.cos(phase)
+        for k in range(1, k_max + 1):
+            fk = k * f0_frames
+            fk_c = np.minimum(fk, 0.48 * sr)
+            peaks = (gains[None, :] * np.exp(-0.5 * ((fk_c[:, None] - fmt_frames) / widths) ** 2)).sum(axis=1)
+            octs = np.log2(np.maximum(fk_c, 150.0) / 150.0)
+            a_frames = (0.04 + peaks) * 10.0 ** (-(tilt * octs) / 20.0)
+            # Breathy voices lose their upper harmonics into noise.
+            a_frames = a_frames / (1.0 + b * (fk_c / 1800.0) ** 2)
+            a_frames = np.where(fk < 0.48 * sr, a_frames, 0.0)
+            voice += (a_frames[i0] * (1.0 - w) + a_frames[i0 + 1] * w) * s_cur
+            s_prev, s_cur = s_cur, c2 * s_cur - s_prev
+        voice *= shim
+        # Noise part: white noise under the same envelope, pulsed at F0.
+        freqs = np.fft.rfftfreq(2 * win, 1.0 / sr)
+        nenv = _gauss_envelope(freqs, fmt_frames, widths * 1.5, tilt * 0.6)
+        noise = _ola_filter(rng.standard_normal(n) * (0.6 + 0.4 * np.cos(phase)), nenv, win, hop)
+        hnr_db = 24.0 - 26.0 * b
+        v_rms = np.sqrt(np.mean(voice[env > 0] ** 2)) if (env > 0).any() else 1.0
+        n_rms = np.sqrt(np.mean(noise[env > 0] ** 2)) if (env > 0).any() else 1.0
+        if n_rms > 0:
+            voice += noise * (v_rms / n_rms) * _db(-hnr_db)
+        voice *= env
+        active = env > 0.3 * env.max() if env.max() > 0 else env > 0
+        rms = np.sqrt(np.mean(voice[active] ** 2)) if active.any() else 0.0
+        out += voice * (SPEECH_REF / rms) if rms > 0 else voice
+    rise = int(0.008 * sr)
+    for g in plan:
+        a, e = int(g.start * sr), min(int(g.end * sr), n)
+        if e - a < 8:
+            continue
+        m = e - a
+        if g.kind == "fric":
+            centre, rel_bw, level = _FRICATIVES_H[g.sound]
+            c = min(centre * prof.formant_scale, 0.4 * sr)
+            shape = lambda f, c=c, w=rel_bw: np.exp(-0.5 * (np.log2(np.maximum(f, 1.0) / c) / w) ** 2)
+            out[a:e] += _shaped_noise(rng, m, sr, shape) * _fade(m, rise, rise) * g.amp * SPEECH_REF * _db(level)
+        elif g.kind == "burst":
+            noise = _shaped_noise(rng, m, sr, _band(800.0, min(5000.0, 0.45 * sr), 3.0))
+            out[a:e] += noise * _fade(m, int(0.001 * sr), m // 3) * SPEECH_REF * _db(-6.0)
+        elif g.kind == "inhale":
+            noise = _shaped_noise(rng, m, sr, _band(400.0, min(4500.0, 0.45 * sr), 3.0))
+            env_i = np.sin(np.pi * (np.arange(m) + 0.5) / m) ** 1.5
+            out[a:e] += noise * env_i * g.amp * SPEECH_REF
+    return out
+
+
+# --------------------------------------------------------------------------
+# Recording chain (channel) options (benchmark sets only)
+# --------------------------------------------------------------------------
+
+
+def _fft_gain(x: np.ndarray, sr: int, gain_of_f) -> np.ndarray:
+    """Zero-phase filtering of a mono or [n, 2] signal by an amplitude response."""
+    size = _fast_len(x.shape[0])
+    spec = np.fft.rfft(x, n=size, axis=0)
+    g = gain_of_f(np.fft.rfftfreq(size, 1.0 / sr))
+    spec *= g[:, None] if x.ndim == 2 else g
+    return np.fft.irfft(spec, n=size, axis=0)[: x.shape[0]]
+
+
+def _resample_fft(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+    """Band-limited resampling by FFT truncation/padding (axis 0)."""
+    n_out = int(round(x.shape[0] * sr_out / sr_in))
+    spec = np.fft.rfft(x, axis=0)
+    m = n_out // 2 + 1
+    if spec.shape[0] >= m:
+        spec = spec[:m]
+    else:
+        pad = [(0, m - spec.shape[0])] + [(0, 0)] * (x.ndim - 1)
+        spec = np.pad(spec, pad)
+    return np.fft.irfft(spec, n=n_out, axis=0) * (n_out / x.shape[0])
+
+
+def _shelf(f: np.ndarray, fc: float, gain_db: float, high: bool) -> np.ndarray:
+    r = (f / fc) ** 2
+    w = r / (1 + r) if high else 1 / (1 + r)
+    return 10.0 ** (gain_db * w / 20.0)
+
+
+def _apply_channel(rng: np.random.Generator, x: np.ndarray, sr: int, channel: str) -> tuple[np.ndarray, int, str]:
+    """Recording chain applied to an assembled clip: (signal, sample rate, channel used)."""
+    if channel == "mixed":
+        channel = ("clean", "telephone", "8k", "gain", "mic_eq")[int(rng.integers(5))]
+    if channel == "telephone":
+        x = _fft_gain(x, sr, _band(300.0, 3400.0, 8.0))
+        x = np.tanh(3.0 * x / max(np.max(np.abs(x)), 1e-9)) / 3.0 * max(np.max(np.abs(x)), 1e-9)  # mild codec/amp compression
+    elif channel == "8k":
+        x = _resample_fft(x, sr, 8000)
+        sr = 8000
+    elif channel == "gain":
+        x = x * _db(rng.uniform(-20.0, 10.0))
+    elif channel == "mic_eq":
+        lo_f, lo_g = rng.uniform(120.0, 400.0), rng.uniform(-12.0, 6.0)
+        hi_f, hi_g = rng.uniform(1500.0, 5000.0), rng.uniform(-14.0, 6.0)
+        pk_f, pk_g = math.exp(rng.uniform(math.log(300.0), math.log(4000.0))), rng.uniform(-9.0, 9.0)
+
+        def eq(f: np.ndarray) -> np.ndarray:
+            peak = 10.0 ** (pk_g * np.exp(-0.5 * (np.log2(np.maximum(f, 1.0) / pk_f) / 0.5) ** 2) / 20.0)
+            return _shelf(np.maximum(f, 1.0), lo_f, lo_g, False) * _shelf(np.maximum(f, 1.0), hi_f, hi_g, True) * peak
+
+        x = _fft_gain(x, sr, eq)
+    elif channel != "clean":
+        raise ValueError(f"unknown channel {channel!r}; expected one of {', '.join(CHANNELS)}")
+    return x, sr, channel
+
+
+# --------------------------------------------------------------------------
 # Noise
 # --------------------------------------------------------------------------
 
@@ -614,11 +873,16 @@ def _assemble(
     background: np.ndarray | None,
     snr_db: float,
     channels: int,
+    voice: str = "source_filter",
 ) -> np.ndarray:
     """Speech + room floor (+ ward background at ``snr_db``), recording gain, channels."""
     n = int(round(duration_s * sr))
-    plan = _plan_utterance(rng, prof, duration_s)
-    x = _render_speech(rng, prof, plan, sr, n)
+    if voice == "harmonic":
+        plan = _plan_utterance_harmonic(rng, prof, duration_s)
+        x = _render_harmonic(rng, prof, plan, sr, n)
+    else:
+        plan = _plan_utterance(rng, prof, duration_s)
+        x = _render_speech(rng, prof, plan, sr, n)
     x += _pink(rng, n, sr) * SPEECH_REF * _db(rng.uniform(*_ROOM_FLOOR_DB))
     if background is not None:
         # SNR is set against the voiced-speech level, not the clip RMS, so the
@@ -698,6 +962,22 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
+def speaker_latents(speakers: int = 200, seed: int = 0, *, speaker_prefix: str | None = None) -> dict[str, dict]:
+    """Per speaker id: label and latent severity of ``generate_demo_dataset(speakers, seed)``.
+
+    Recomputed from the same random streams (nothing is read or written), so
+    it holds for every voice/channel/noise option. Used to measure how well the
+    latent itself separates the classes on a split (the task's ceiling).
+    """
+    prefix = f"s{seed}-" if speaker_prefix is None else speaker_prefix
+    labels = np.random.default_rng([seed, 0]).permutation(np.arange(speakers) % 2)
+    out = {}
+    for i in range(speakers):
+        prof = draw_profile(np.random.default_rng([seed, 1, i]), int(labels[i]))
+        out[f"{prefix}{i:04d}"] = {"label": int(labels[i]), "severity": prof.severity}
+    return out
+
+
 def generate_demo_dataset(
     out_dir: str | Path,
     speakers: int = 200,
@@ -705,6 +985,9 @@ def generate_demo_dataset(
     *,
     noise_files: int = 6,
     speaker_prefix: str | None = None,
+    voice: str = "source_filter",
+    channel: str = "clean",
+    noise_placement: str = "both",
 ) -> DemoSummary:
     """Write a SPIRA-format synthetic dataset of one clip per speaker under ``out_dir``.
 
@@ -715,7 +998,26 @@ def generate_demo_dataset(
     give byte-identical files. Speaker ids are ``{speaker_prefix}{index:04d}``;
     the default prefix ``s{seed}-`` keeps datasets with different seeds
     speaker-disjoint when they are combined.
+
+    Benchmark options (the defaults give the demo set, byte for byte):
+
+    * ``voice``: ``source_filter`` (default) or ``harmonic``, a second voice
+      family with its own text, timing laws, intonation and a
+      harmonic-plus-noise voice (same speakers and severities for the same seed);
+    * ``channel``: recording chain after mixing: ``clean`` (default),
+      ``telephone`` (300-3400 Hz band, mild compression), ``8k`` (files
+      resampled to and written at 8 kHz), ``gain`` (-20..+10 dB before the
+      recorder's peak limit), ``mic_eq`` (random shelves and a peak, per clip)
+      or ``mixed`` (one of those per clip, drawn from its own stream);
+    * ``noise_placement``: ward background in ``both`` classes (default, 40% of
+      clips), ``patients`` only (80% of patients, no control) or ``none``.
     """
+    if voice not in VOICE_FAMILIES:
+        raise ValueError(f"unknown voice family {voice!r}; expected one of {', '.join(VOICE_FAMILIES)}")
+    if channel not in CHANNELS:
+        raise ValueError(f"unknown channel {channel!r}; expected one of {', '.join(CHANNELS)}")
+    if noise_placement not in NOISE_PLACEMENTS:
+        raise ValueError(f"unknown noise_placement {noise_placement!r}; expected one of {', '.join(NOISE_PLACEMENTS)}")
     if isinstance(speakers, bool) or not isinstance(speakers, int) or speakers < 2:
         raise ValueError(f"speakers must be an integer >= 2 (one clip each, both classes), got {speakers!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -764,8 +1066,16 @@ def generate_demo_dataset(
         duration = float(rng.uniform(5.0, 10.0))
         background = None
         snr = 0.0
-        # Drawn independently of the label: ward noise must not be a class cue.
-        if rng.random() < _WARD_NOISE_FRACTION:
+        # Drawn independently of the label: ward noise must not be a class cue
+        # (except in the "patients" placement, a deliberate confound).
+        u = rng.random()
+        if noise_placement == "both":
+            noisy = u < _WARD_NOISE_FRACTION
+        elif noise_placement == "patients":
+            noisy = label == 1 and u < 2 * _WARD_NOISE_FRACTION
+        else:
+            noisy = False
+        if noisy:
             src = bank[int(rng.integers(len(bank)))]
             need = int(math.ceil(duration * _NOISE_BANK_RATE)) + 2
             start = int(rng.integers(0, src.size - need))
@@ -773,7 +1083,13 @@ def generate_demo_dataset(
             snr = float(rng.uniform(*_WARD_SNR_DB))
             summary.n_ward_noise += 1
             summary.ward_noise_by_class[label] = summary.ward_noise_by_class.get(label, 0) + 1
-        audio = _assemble(rng, prof, sr, duration, background, snr, channels)
+        audio = _assemble(rng, prof, sr, duration, background, snr, channels, voice)
+        if channel != "clean":
+            audio, sr, _used = _apply_channel(np.random.default_rng([seed, 4, i]), audio.astype(np.float64), sr, channel)
+            peak = np.max(np.abs(audio))
+            if peak > 0.95:
+                audio = audio * (0.95 / peak)
+            audio = audio.astype(np.float32)
 
         speaker_id = f"{prefix}{i:04d}"
         ext = "flac" if fmt == "FLAC" else "wav"

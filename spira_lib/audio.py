@@ -27,6 +27,10 @@ TRIM_BELOW_PEAK_DB = 45.0
 TRIM_MARGIN_S = 0.1
 _FRAME_S = 0.02
 _HOP_S = 0.01
+# No audio interface records faster; a higher rate in a header is damage (and a resampling bomb).
+MAX_SAMPLE_RATE = 768_000
+# Frames decoded per read: memory grows with the audio actually there, not with what a header claims.
+_BLOCK_FRAMES = 1 << 16
 
 
 class AudioError(ValueError):
@@ -44,11 +48,12 @@ def _fail(name: str, reason: str, code: Reason = Reason.UNREADABLE) -> AudioErro
     return AudioError(f"{name}: {reason}" if name else reason, code)
 
 
-def _wav_truncation(data: bytes) -> str | None:
-    """Reason when a RIFF/WAVE header promises more audio than the bytes hold.
+def _wav_header_problem(data: bytes) -> Problem | None:
+    """What is wrong with a RIFF/WAVE header, read before libsndfile sees it.
 
-    libsndfile silently shortens such files to what is present, so a half-uploaded
-    WAV would otherwise pass as a shorter, valid clip.
+    libsndfile silently shortens a WAV whose data chunk promises more bytes than
+    the file holds (a half-uploaded file would pass as a shorter, valid clip), and
+    reports a 0 Hz sample rate only as "SF_INFO struct incomplete".
     """
     if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
         return None
@@ -56,37 +61,79 @@ def _wav_truncation(data: bytes) -> str | None:
     while pos + 8 <= len(data):
         chunk_id = data[pos : pos + 4]
         (size,) = struct.unpack("<I", data[pos + 4 : pos + 8])
+        if chunk_id == b"fmt " and pos + 16 <= len(data):
+            (rate,) = struct.unpack("<I", data[pos + 12 : pos + 16])
+            if rate == 0:
+                return Problem(Reason.BAD_SAMPLE_RATE, "invalid WAV header: sample rate 0 Hz")
         if chunk_id == b"data":
             available = len(data) - (pos + 8)
             # 0 and 0xFFFFFFFF are placeholders left by streaming writers: length unknown, not truncated.
             if size not in (0, 0xFFFFFFFF) and size > available:
-                return f"truncated WAV: header declares {size} bytes of audio but only {available} are present"
+                return Problem(Reason.TRUNCATED, f"truncated WAV: header declares {size} bytes of audio but only {available} are present")
             return None
         pos += 8 + size + (size & 1)
     return None
 
 
-def read_native(data: bytes, *, name: str = "") -> tuple[np.ndarray, int]:
+def _read_bounded(fh: sf.SoundFile, name: str, max_seconds: float | None) -> np.ndarray:
+    """Decode block by block, so neither a header claiming days of audio nor a long clip can exhaust memory."""
+    sr, declared = int(fh.samplerate), int(fh.frames)
+    limit = None if max_seconds is None else int(max_seconds * sr)
+    blocks: list[np.ndarray] = []
+    n = 0
+    while True:
+        want = _BLOCK_FRAMES if limit is None else min(_BLOCK_FRAMES, limit + 1 - n)
+        try:
+            block = fh.read(want, dtype="float32", always_2d=True)
+        except sf.LibsndfileError as exc:
+            if not (0 < declared < (1 << 62) and n < declared):
+                raise
+            reason = getattr(exc, "error_string", str(exc)).strip()
+            raise _fail(name, f"truncated or damaged audio: the header declares {declared} frames, but the data "
+                        f"ends or breaks before that ({reason})", Reason.TRUNCATED) from None  # fmt: skip
+        if not len(block):
+            break
+        blocks.append(block)
+        n += len(block)
+        if limit is not None and n > limit:
+            claimed = f" (its header declares {declared / sr:.0f} s)" if 0 < declared < (1 << 62) else ""
+            raise _fail(name, f"clip is longer than the {max_seconds:g} s limit (audio.max_clip_s){claimed}", Reason.TOO_LONG)
+    if not blocks:
+        return np.zeros((0, max(1, fh.channels)), dtype=np.float32)
+    return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+
+
+def read_native(
+    data: bytes, *, name: str = "", max_seconds: float | None = None, min_sample_rate: int = 1
+) -> tuple[np.ndarray, int]:
     """Decode to float32 frames shaped (n, channels) at the file's own sample rate.
 
-    Raises AudioError for empty, unreadable or truncated data and for NaN/inf samples.
+    Raises AudioError for empty, unreadable or truncated data, for NaN/inf
+    samples, for a sample rate below ``min_sample_rate`` (checked before
+    decoding) and, when ``max_seconds`` is given, for a clip longer than that
+    (decoding stops there).
     """
     if not data:
         raise _fail(name, "empty file (0 bytes)", Reason.EMPTY_FILE)
-    truncated = _wav_truncation(data)
-    if truncated:
-        raise _fail(name, truncated, Reason.TRUNCATED)
+    header = _wav_header_problem(data)
+    if header:
+        raise _fail(name, header.message, header.code)
     try:
         with sf.SoundFile(io.BytesIO(data)) as fh:
             sr = int(fh.samplerate)
             declared = int(fh.frames)
-            frames = fh.read(dtype="float32", always_2d=True)
+            if sr > MAX_SAMPLE_RATE:
+                raise _fail(name, f"sample rate {sr} Hz is above {MAX_SAMPLE_RATE} Hz: a damaged header", Reason.BAD_SAMPLE_RATE)
+            if sr < max(1, min_sample_rate):
+                raise _fail(name, f"sample rate {sr} Hz is below the {min_sample_rate} Hz minimum (audio.min_sample_rate): "
+                            "a damaged header, or not a speech recording", Reason.BAD_SAMPLE_RATE)  # fmt: skip
+            frames = _read_bounded(fh, name, max_seconds)
     except sf.LibsndfileError as exc:
         raise _fail(name, f"unreadable audio ({getattr(exc, 'error_string', str(exc)).strip()})") from None
     except (RuntimeError, TypeError, ValueError) as exc:
+        if isinstance(exc, AudioError):
+            raise
         raise _fail(name, f"unreadable audio ({exc})") from None
-    if sr <= 0:
-        raise _fail(name, f"invalid sample rate {sr}")
     # Compressed formats (FLAC/OGG) cut short report the full length but decode less.
     if 0 < declared < (1 << 62) and len(frames) < declared:
         raise _fail(name, f"truncated audio: header declares {declared} frames but only {len(frames)} decode", Reason.TRUNCATED)
@@ -148,6 +195,12 @@ def check_quality(wave: np.ndarray, sr: int, cfg: AudioConfig) -> Problem | None
     if peak_db < cfg.silence_dbfs:
         shown = "-inf" if peak == 0 else f"{peak_db:.1f}"
         return Problem(Reason.SILENT, f"near-silent clip: peak {shown} dBFS is below {cfg.silence_dbfs:.1f} dBFS")
+    if wave.ndim == 2 and wave.shape[1] > 1:
+        # The model hears the mono mix (decode_audio averages the channels).
+        mix_db = _dbfs(float(np.abs(wave.mean(axis=1, dtype=np.float64)).max()))
+        if mix_db < cfg.silence_dbfs:
+            return Problem(Reason.SILENT, f"the channels cancel out when mixed to mono (mix peak {mix_db:.1f} dBFS): "
+                           "one channel is the other inverted?")  # fmt: skip
     clipped = float(np.count_nonzero(mag >= cfg.clip_level)) / n
     if clipped > cfg.max_clipped_fraction:
         return Problem(

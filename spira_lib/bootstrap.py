@@ -9,6 +9,7 @@ noise is decoded once.
 """
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -16,7 +17,8 @@ from spira_lib.adapters.local import LocalFolderStore
 from spira_lib.adapters.memory import MemoryStore
 from spira_lib.feature_store import FeatureStore
 from spira_lib.pipeline.workspace import Workspace
-from spira_lib.ports import ObjectStore
+from spira_lib.ports import ModelPublisher, ObjectStore
+from spira_lib.privacy import KEY_ENV
 from spira_lib.registry import ModelRegistry
 
 _WORKSPACES: dict[tuple[str, str, str], Workspace] = {}
@@ -58,8 +60,23 @@ def open_workspace(data_uri: str | Path, registry_uri: str | Path, noise_dir: st
         noise, noise_prefix = data, noise_dir
     return Workspace(
         data=data, store=store, noise=noise, noise_prefix=noise_prefix,
-        registry=ModelRegistry(store), features=FeatureStore(store),
+        registry=ModelRegistry(store), features=FeatureStore(store), privacy_key=os.environ.get(KEY_ENV) or None,
+        publisher=open_publisher(),
     )
+
+
+MLFLOW_URI_ENV = "SPIRA_MLFLOW_TRACKING_URI"
+
+
+def open_publisher(tracking_uri: str | None = None) -> ModelPublisher | None:
+    """The MLflow hand-off at ``tracking_uri`` (default: $SPIRA_MLFLOW_TRACKING_URI); None when it is off."""
+    uri = (tracking_uri or os.environ.get(MLFLOW_URI_ENV, "")).strip()
+    if not uri:
+        return None
+    # Imported lazily: mlflow is only needed when the hand-off is configured.
+    from spira_lib.adapters.mlflow_hand_off import MlflowPublisher
+
+    return MlflowPublisher(uri, experiment=os.environ.get("SPIRA_MLFLOW_EXPERIMENT", "spira-ct"))
 
 
 def workspace_for(data_uri: str, registry_uri: str, noise_dir: str) -> Workspace:

@@ -3,7 +3,7 @@
 A checkpoint is ``torch.save`` of a dict of plain Python values and tensors:
 
     format_version  int, bumped on any incompatible layout change
-    arch            "spiraconv_v2"
+    arch            model.arch of the network ("spiraconv_v2", "convstats"); rebuilt on load
     model_config    ModelConfig as JSON-able dict (window length, mode, dropout...)
     feature_config  FeatureConfig as JSON-able dict (the front end the model expects)
     n_features, n_frames
@@ -26,10 +26,12 @@ import torch
 from pydantic import ValidationError
 
 from spira_lib.config import FeatureConfig, ModelConfig
-from spira_lib.model import SpiraConvV2
+from torch import nn
+
+from spira_lib.model import ARCHS, build_model
 
 FORMAT_VERSION = 1
-ARCH = "spiraconv_v2"
+ARCH = "spiraconv_v2"  # what checkpoints without a model.arch choice hold
 _REQUIRED = ("format_version", "arch", "model_config", "feature_config", "n_features", "n_frames", "state_dict", "meta")
 
 
@@ -39,7 +41,7 @@ class CheckpointError(ValueError):
 
 @dataclass
 class LoadedCheckpoint:
-    model: SpiraConvV2  # eval mode
+    model: nn.Module  # eval mode
     model_cfg: ModelConfig
     feat_cfg: FeatureConfig
     n_frames: int
@@ -48,7 +50,7 @@ class LoadedCheckpoint:
 
 
 def checkpoint_bytes(
-    model: SpiraConvV2,
+    model: nn.Module,
     *,
     model_cfg: ModelConfig,
     feat_cfg: FeatureConfig,
@@ -56,6 +58,10 @@ def checkpoint_bytes(
     meta: dict[str, Any],
 ) -> bytes:
     """Serialise ``model`` with its configs and ``meta`` (must be JSON-able) into checkpoint bytes."""
+    if type(model) is not ARCHS.get(model_cfg.arch):
+        raise CheckpointError(
+            f"checkpoint: model is a {type(model).__name__} but model_cfg.arch is {model_cfg.arch!r}"
+        )
     if n_frames != model.n_frames:
         raise CheckpointError(f"checkpoint: n_frames={n_frames} but the model was built for {model.n_frames}")
     try:
@@ -66,7 +72,7 @@ def checkpoint_bytes(
         raise CheckpointError(f"checkpoint meta must be JSON-serialisable: {exc}") from None
     payload = {
         "format_version": FORMAT_VERSION,
-        "arch": ARCH,
+        "arch": model_cfg.arch,
         "model_config": model_cfg.model_dump(mode="json"),
         "feature_config": feat_cfg.model_dump(mode="json"),
         "n_features": int(model.n_features),
@@ -97,13 +103,17 @@ def load_checkpoint(data: bytes, map_location: str = "cpu") -> LoadedCheckpoint:
         raise CheckpointError(
             f"checkpoint format_version {payload['format_version']!r} is not supported (this code reads {FORMAT_VERSION})"
         )
-    if payload["arch"] != ARCH:
-        raise CheckpointError(f"checkpoint arch {payload['arch']!r} is unknown (this code builds {ARCH!r})")
+    if payload["arch"] not in ARCHS:
+        raise CheckpointError(f"checkpoint arch {payload['arch']!r} is unknown (this code builds {', '.join(map(repr, ARCHS))})")
     try:
         model_cfg = ModelConfig.model_validate(payload["model_config"])
         feat_cfg = FeatureConfig.model_validate(payload["feature_config"])
     except ValidationError as exc:
         raise CheckpointError(f"checkpoint configs are invalid: {exc}") from None
+    if model_cfg.arch != payload["arch"]:
+        raise CheckpointError(
+            f"checkpoint arch {payload['arch']!r} does not match its model config (model.arch={model_cfg.arch!r})"
+        )
     meta = payload["meta"]
     if not isinstance(meta, dict):
         raise CheckpointError(f"checkpoint meta must be a dict, found {type(meta).__name__}")
@@ -112,10 +122,10 @@ def load_checkpoint(data: bytes, map_location: str = "cpu") -> LoadedCheckpoint:
         # fork_rng: building the module draws init weights from the global RNG,
         # and loading a model must not shift a caller's seeded random stream.
         with torch.random.fork_rng(devices=[]):
-            model = SpiraConvV2(n_features, n_frames, model_cfg)
+            model = build_model(n_features, n_frames, model_cfg)
         model.load_state_dict(payload["state_dict"], strict=True)
     except (TypeError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"checkpoint weights do not fit SpiraConv v2 "
+        raise CheckpointError(f"checkpoint weights do not fit {model_cfg.arch} "
                               f"(n_features={payload['n_features']}, n_frames={payload['n_frames']}): {exc}") from None
     model.to(map_location).eval()
     return LoadedCheckpoint(

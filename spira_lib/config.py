@@ -7,6 +7,11 @@ a bad value fails early with a message that names the field, e.g.
 
 ``extra="forbid"`` everywhere: a typo in a YAML key is an error, not a silently
 ignored setting.
+
+Why this module is long: it is the one place every knob of the pipeline lives,
+one section per step, each field with the comment that says why its default is
+what it is; scattering the sections over modules would make the whole config
+harder to read than the length does.
 """
 from __future__ import annotations
 
@@ -39,6 +44,24 @@ class AudioConfig(_Section):
     # Fraction of samples at |x| >= clip_level that marks a clip as clipped.
     clip_level: float = Field(0.999, gt=0, le=1.0)
     max_clipped_fraction: float = Field(0.01, ge=0, le=1)
+    # Limits on hostile or odd input. A file (audio or metadata CSV) larger than
+    # max_file_mb is refused from its listed size, without being read; decoding
+    # stops after max_clip_s seconds of audio (a longer clip is quarantined), so a
+    # header that claims days of audio cannot exhaust memory; a sample rate below
+    # min_sample_rate (a corrupt header, e.g. 1 Hz) is not speech.
+    max_file_mb: float = Field(200.0, gt=0)
+    max_clip_s: float = Field(300.0, gt=0)
+    min_sample_rate: int = Field(4000, gt=0)
+
+    @model_validator(mode="after")
+    def _check_limits(self) -> "AudioConfig":
+        if self.max_clip_s < self.min_duration_s:
+            raise ValueError(f"max_clip_s ({self.max_clip_s}) must be >= min_duration_s ({self.min_duration_s})")
+        return self
+
+    @property
+    def max_file_bytes(self) -> int:
+        return int(self.max_file_mb * 1024 * 1024)
 
 
 class FeatureConfig(_Section):
@@ -86,9 +109,29 @@ class AugmentConfig(_Section):
     # Folder (relative to the dataset root, or an absolute URI) with noise recordings.
     noise_dir: str = "noises"
     # Noisy copies made per training clip, on top of the clean one.
-    noisy_copies: int = Field(2, ge=0)
-    snr_db_min: float = 0.0
-    snr_db_max: float = 15.0
+    noisy_copies: int = Field(4, ge=0)
+    # SNR range of the augmentation copies (dB, against snr_reference).
+    snr_db_min: float = -5.0
+    snr_db_max: float = 20.0
+    # Fraction of the noise recordings (chosen by content hash, so the same
+    # files whatever their names or order) kept OUT of augmentation and used
+    # only by the shortcut check, so that check measures noise the model never
+    # heard. 0 = one bank for both (the old, optimistic check).
+    holdout_noise_fraction: float = Field(0.34, ge=0, lt=1)
+    # Each noisy copy gets ward noise with this probability ...
+    noise_prob: float = Field(0.8, ge=0, le=1)
+    # SNR reference for augmentation: "clip" = the clip's RMS (pauses count, so
+    # patients get relatively quieter noise under their speech), "active" = the
+    # level of the speech frames (same noise-to-speech ratio for both classes).
+    snr_reference: Literal["clip", "active"] = "active"
+    # Share of the noisy copies whose noise is generic synthetic background
+    # (spira_lib.audio.synthetic_noise: coloured noise, hum, modulated bands)
+    # instead of a bank recording: invariance beyond the few recorded noises.
+    synthetic_noise_prob: float = Field(0.5, ge=0, le=1)
+    # ... and, with this probability, a random recording chain (telephone band,
+    # 8 kHz resampling, microphone EQ or a low-pass; see
+    # spira_lib.audio.random_channel), for invariance to phones and microphones.
+    channel_prob: float = Field(0.5, ge=0, le=1)
     specaugment: bool = False
     time_mask_frames: int = Field(40, ge=0)
     freq_mask_bins: int = Field(6, ge=0)
@@ -103,12 +146,22 @@ class AugmentConfig(_Section):
 class ModelConfig(_Section):
     """SpiraConv v2 and how a file is cut into model inputs."""
 
-    arch: Literal["spiraconv_v2"] = "spiraconv_v2"
-    fc_hidden: int = Field(100, gt=0)
+    # spiraconv_v2: SPIRA's time-only 2-D CNN over a 1-channel [T, F] image.
+    # convstats: 1-D CNN over time with the coefficients as channels + mean/std
+    # pooling (spira_lib.model.ConvStatsNet); ~20x cheaper on CPU.
+    arch: Literal["spiraconv_v2", "convstats"] = "convstats"
+    # Hidden units of the dense head (SPIRA's SpiraConv v2 used 100).
+    fc_hidden: int = Field(64, gt=0)
+    # convstats only: conv width and dropout inside the conv blocks.
+    channels: int = Field(32, gt=0, multiple_of=8)
+    conv_dropout: float = Field(0.1, ge=0, lt=1)
     # "window": standardise each feature coefficient over the window's frames
-    # before the convs (see spira_lib.model.normalize_window); "none": SPIRA's raw input.
-    input_norm: Literal["window", "none"] = "none"
-    dropout: float = Field(0.7, ge=0, lt=1)
+    # before the convs (see spira_lib.model.normalize_window); "window_mean":
+    # subtract each coefficient's window mean only (cepstral mean normalisation);
+    # "none": SPIRA's raw input.
+    input_norm: Literal["window", "window_mean", "none"] = "window"
+    # Dropout before the output layer (SPIRA's SpiraConv v2: 0.7, after every block too).
+    dropout: float = Field(0.5, ge=0, lt=1)
     # windowed: 4 s windows with 1 s step, outputs averaged per file (SPIRA).
     # padded: the whole file zero-padded to max_duration_s.
     mode: Literal["windowed", "padded"] = "windowed"
@@ -122,18 +175,29 @@ class TrainingConfig(_Section):
     # Small batches: on CPU the cost is per window, so 16 gives twice the
     # optimiser steps of 32 for the same compute on a few hundred clips.
     batch_size: int = Field(16, gt=0)
-    lr: float = Field(1e-3, gt=0)
+    # Peak learning rate (onecycle) or Noam's peak.
+    lr: float = Field(3e-3, gt=0)
     weight_decay: float = Field(0.01, ge=0)
     # Noam warm-up in optimiser steps. Noam decays as sqrt(warmup/step) after
     # the peak, so a longer warm-up also keeps the rate higher later; with a
     # few hundred clips, 20 steps left the model underfitting at 30 epochs.
     warmup_steps: int = Field(100, ge=0)
+    # noam: the warm-up above, then lr * sqrt(warmup / step) (SPIRA).
+    # onecycle: linear warm-up over warmup_fraction of all steps to lr, then
+    # cosine annealing to lr / 1000 at the last step (epochs * batches).
+    schedule: Literal["noam", "onecycle"] = "onecycle"
+    warmup_fraction: float = Field(0.1, ge=0, lt=1)
+    # Mixup (Zhang et al. 2018) of windows and labels, Beta(alpha, alpha); 0 = off.
+    mixup_alpha: float = Field(0.4, ge=0)
+    # Keep the epoch with the lowest validation loss (True) or the last one
+    # (False: an annealed schedule's end point, less noisy than picking on ~30 clips).
+    restore_best: bool = False
     # Validation loss sits on a plateau for several epochs before the model
     # starts to separate the classes; a short patience stops it there.
     early_stopping_patience: int = Field(10, gt=0)
     # Training windows per clip and epoch, at random offsets (0 = every window
     # on the model.step_s grid, as in SPIRA). Evaluation always uses the grid.
-    windows_per_clip: int = Field(3, ge=0)
+    windows_per_clip: int = Field(4, ge=0)
     seed: int = 42
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # Mixed precision is used on CUDA only; CPU stays fp32 for determinism.
@@ -192,7 +256,21 @@ class GateConfig(_Section):
     # No slice with at least evaluation.min_slice_size files may fall below this balanced accuracy.
     slice_floor: float = Field(0.5, ge=0, le=1)
     # Accuracy with noisy controls may drop at most this much below clean accuracy.
-    max_shortcut_drop: float = Field(0.1, ge=0, le=1)
+    # Measured with held-out noise (augment.holdout_noise_fraction > 0).
+    max_shortcut_drop: float = Field(0.05, ge=0, le=1)
+    # Shadow evidence before a challenger replaces a champion (0 = promote at once): the challenger is
+    # held, scores batches in shadow, and is promoted once it has scored this many clips with at least
+    # min_shadow_agreement of its decisions equal to the champion's.
+    min_shadow_clips: int = Field(0, ge=0)
+    min_shadow_agreement: float = Field(0.9, ge=0, le=1)
+
+
+class PrivacyConfig(_Section):
+    """What people other than the data owners may read in logs, artifacts and reports."""
+
+    # False (default): file names and speaker ids appear as keyed pseudonyms (p-1a2b...).
+    # True: raw names, for local debugging on your own data only.
+    show_raw_names: bool = False
 
 
 class RuntimeConfig(_Section):
@@ -214,6 +292,7 @@ class SpiraConfig(_Section):
     validation: ValidationConfig = ValidationConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     gate: GateConfig = GateConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
     runtime: RuntimeConfig = RuntimeConfig()
 
     @model_validator(mode="after")

@@ -35,7 +35,7 @@ from spira_lib.audio import AudioError, decode_audio, preprocess
 from spira_lib.config import AugmentConfig, EvaluationConfig
 from spira_lib.hashing import stable_hash
 from spira_lib.features import FEATURE_CODE_VERSION, FeatureExtractor
-from spira_lib.noise import NoiseBank
+from spira_lib.noise import NoiseBank, augment_wave
 from spira_lib.ports import ObjectNotFound, ObjectStore, join_key
 
 log = logging.getLogger(__name__)
@@ -59,13 +59,26 @@ class VariantPlan:
             # No noise recordings: no augmentation and no shortcut check; the
             # gate then refuses promotion with that reason instead of passing silently.
             return cls(0, "none", None, aug, ev)
-        aug_key = stable_hash(
-            {"noise": noise.digest, "snr": [aug.snr_db_min, aug.snr_db_max], "code": FEATURE_CODE_VERSION}
-        )[:12]
+        aug_noise, check_noise = noise.split(aug.holdout_noise_fraction)
+        recipe: dict = {"noise": aug_noise.digest, "snr": [aug.snr_db_min, aug.snr_db_max], "code": FEATURE_CODE_VERSION}
+        # Only non-default options enter the key, so existing caches stay valid.
+        if aug.noise_prob != 1.0:
+            recipe["noise_prob"] = aug.noise_prob
+        if aug.channel_prob > 0:
+            recipe["channel_prob"] = aug.channel_prob
+        if aug.synthetic_noise_prob > 0:
+            recipe["synthetic_noise_prob"] = aug.synthetic_noise_prob
+        if aug.snr_reference != "clip":
+            recipe["snr_reference"] = aug.snr_reference
+        aug_key = stable_hash(recipe)[:12]
         shortcut_key = stable_hash(
-            {"noise": noise.digest, "snr": [ev.shortcut_snr_db_min, ev.shortcut_snr_db_max], "seed": ev.seed}
+            {"noise": check_noise.digest, "snr": [ev.shortcut_snr_db_min, ev.shortcut_snr_db_max], "seed": ev.seed}
         )[:12]
         return cls(aug.noisy_copies, aug_key, shortcut_key, aug, ev)
+
+    def noise_parts(self, noise: NoiseBank) -> tuple[NoiseBank, NoiseBank]:
+        """(bank for augmentation, bank for the shortcut check) of ``noise`` under this plan."""
+        return noise.split(self.aug_cfg.holdout_noise_fraction)
 
     def aug_variant(self, i: int) -> str:
         return f"aug-{self.aug_key}-{i}"
@@ -236,6 +249,8 @@ class FeatureStore:
         rows = list(rows)
         stats = FeatureStats(clips=len(rows))
         ekey = extractor.key
+        aug_noise, check_noise = plan.noise_parts(noise)
+        sr = extractor.cfg.sample_rate
 
         def work(row: dict) -> tuple[int, int, float, dict | None]:
             wanted = plan.variants_for(row.get("split"), int(row["label"]))
@@ -251,10 +266,10 @@ class FeatureStore:
                 if variant == "clean":
                     x = wave
                 elif variant.startswith("aug-"):
-                    x = noise.mix(wave, _rng_for(row["sha256"], variant), plan.aug_cfg.snr_db_min, plan.aug_cfg.snr_db_max)
+                    x = augment_wave(wave, sr, _rng_for(row["sha256"], variant), plan.aug_cfg, aug_noise)
                 else:
                     ev = plan.eval_cfg
-                    x = noise.mix(wave, _rng_for(row["sha256"], variant, ev.seed), ev.shortcut_snr_db_min, ev.shortcut_snr_db_max)
+                    x = check_noise.mix(wave, _rng_for(row["sha256"], variant, ev.seed), ev.shortcut_snr_db_min, ev.shortcut_snr_db_max)
                 self.put(ekey, row["sha256"], variant, extractor(x))
             return len(missing), len(wanted) - len(missing), len(wave) / extractor.cfg.sample_rate, None
 

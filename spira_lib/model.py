@@ -138,14 +138,125 @@ class SpiraConvV2(nn.Module):
             raise ValueError(
                 f"SpiraConvV2 expects input [B, {self.n_frames}, {self.n_features}], got {list(x.shape)}"
             )
-        if self.input_norm == "window":
-            x = normalize_window(x)
+        x = apply_input_norm(x, self.input_norm)
         return self.head(self.convs(x.unsqueeze(1))).squeeze(1)
 
     @torch.no_grad()
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, T, F]`` -> probability of class 1 (patient) ``[B]``; call ``eval()`` first."""
         return torch.sigmoid(self.forward(x))
+
+    @torch.no_grad()
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, T, F]`` -> ``[B, fc_hidden]``: the activations entering the final linear layer.
+
+        What the model "sees" of a window, for drift tests in the model's eyes
+        (a clip's embedding is the mean over its windows). Always computed in
+        eval mode (no dropout) and without gradients; the module's training
+        flag is restored afterwards.
+        """
+        if x.dim() != 3 or x.shape[1] != self.n_frames or x.shape[2] != self.n_features:
+            raise ValueError(
+                f"SpiraConvV2 expects input [B, {self.n_frames}, {self.n_features}], got {list(x.shape)}"
+            )
+        was_training = self.training
+        self.eval()
+        try:
+            if self.input_norm == "window":
+                x = normalize_window(x)
+            return self.head[:-1](self.convs(x.unsqueeze(1)))
+        finally:
+            self.train(was_training)
+
+
+class ConvStatsNet(nn.Module):
+    """1-D CNN over time with the coefficients as channels, then statistics pooling.
+
+    ``[B, T, F]`` -> ``[B, F, T]``: every conv mixes all F coefficients of a few
+    neighbouring frames (a TDNN / x-vector-style front), dilations grow so the
+    last layer sees about 0.7 s, residual connections keep it easy to train.
+    Mean and standard deviation over the window's frames of the last layer
+    summarise *how often and how strongly* each learnt pattern occurs (pauses,
+    inhalations, breathy onsets), independently of *where* it occurs in the
+    window, which is what a respiratory cue is. The head is a small MLP.
+
+    Costs ~20x less per window than SpiraConv v2 on CPU (one [C, T] map per
+    layer instead of [C, T, F]).
+    """
+
+    def __init__(self, n_features: int, n_frames: int, cfg: ModelConfig | None = None) -> None:
+        super().__init__()
+        cfg = cfg or ModelConfig()
+        if n_features <= 0:
+            raise ValueError(f"ConvStatsNet: n_features must be > 0 (got {n_features})")
+        if n_frames < 16:
+            raise ValueError(f"ConvStatsNet: n_frames={n_frames} is too short; a window needs at least 16 frames")
+        self.n_features = int(n_features)
+        self.n_frames = int(n_frames)
+        self.input_norm = cfg.input_norm
+        c = cfg.channels
+        self.stem = nn.Sequential(
+            nn.Conv1d(n_features, c, kernel_size=5, padding=2),
+            nn.GroupNorm(8, c),
+            nn.Mish(),
+            nn.MaxPool1d(2),  # 10 ms -> 20 ms frames: halves the cost of the rest
+        )
+        self.blocks = nn.ModuleList()
+        for dilation in (1, 2, 4, 8):
+            self.blocks.append(
+                nn.Sequential(
+                    nn.Conv1d(c, c, kernel_size=3, padding=dilation, dilation=dilation),
+                    nn.GroupNorm(8, c),
+                    nn.Mish(),
+                    _Dropout(cfg.conv_dropout),
+                )
+            )
+        self.head = nn.Sequential(
+            nn.Linear(2 * c, cfg.fc_hidden),
+            nn.Mish(),
+            _Dropout(cfg.dropout),
+            nn.Linear(cfg.fc_hidden, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 3 or x.shape[1] != self.n_frames or x.shape[2] != self.n_features:
+            raise ValueError(
+                f"ConvStatsNet expects input [B, {self.n_frames}, {self.n_features}], got {list(x.shape)}"
+            )
+        x = apply_input_norm(x, self.input_norm)
+        h = self.stem(x.transpose(1, 2))
+        for block in self.blocks:
+            h = h + block(h)
+        stats = torch.cat([h.mean(dim=2), h.std(dim=2, unbiased=False)], dim=1)
+        return self.head(stats).squeeze(1)
+
+    @torch.no_grad()
+    def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.forward(x))
+
+
+ARCHS = {"spiraconv_v2": SpiraConvV2, "convstats": ConvStatsNet}
+
+
+def build_model(n_features: int, n_frames: int, cfg: ModelConfig | None = None) -> nn.Module:
+    """The network named by ``cfg.arch``."""
+    cfg = cfg or ModelConfig()
+    try:
+        cls = ARCHS[cfg.arch]
+    except KeyError:
+        raise ValueError(f"unknown model.arch {cfg.arch!r}; expected one of {', '.join(ARCHS)}") from None
+    return cls(n_features, n_frames, cfg)
+
+
+def apply_input_norm(x: torch.Tensor, mode: str) -> torch.Tensor:
+    """``window``: standardise each coefficient over the window; ``window_mean``:
+    subtract its mean only (cepstral mean normalisation: removes a fixed channel
+    EQ exactly, keeps the dynamics); ``none``: raw input."""
+    if mode == "window":
+        return normalize_window(x)
+    if mode == "window_mean":
+        return x - x.mean(dim=1, keepdim=True)
+    return x
 
 
 def normalize_window(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:

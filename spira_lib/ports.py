@@ -76,3 +76,24 @@ class ObjectStore(Protocol):
 def join_key(*parts: str) -> str:
     """Join key parts with '/', ignoring empty parts and stray slashes."""
     return "/".join(p.strip("/") for p in parts if p and p.strip("/"))
+
+
+@dataclass(frozen=True)
+class PublishedModel:
+    """Where a promoted model was handed off to the serving side."""
+
+    name: str
+    version: str  # the serving registry's own version id
+    uri: str  # what the inference service loads, e.g. models:/spira@champion
+    stage: str | None = None
+    reused: bool = False  # the same checkpoint was published before; only the pointers moved
+    location: str = ""  # the serving registry (e.g. the MLflow tracking URI)
+
+
+@runtime_checkable
+class ModelPublisher(Protocol):
+    """Hands a promoted checkpoint to the service that serves it (SPIRA's is MLflow)."""
+
+    def publish(
+        self, name: str, version: int, checkpoint: bytes, metadata: dict, *, threshold: float = 0.5
+    ) -> PublishedModel: ...

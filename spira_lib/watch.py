@@ -1,13 +1,21 @@
-"""What the pipeline watches: the event name of an uploaded object, and which objects belong to a location.
+"""The pipeline's event names, and which objects belong to a watched location.
 
 Dependency-free on purpose: the S3 bridge, the deployment triggers, ``spira
-serve`` and the retrain flow all import these two rules from here, so they can
-never disagree about which uploads start a run.
+serve`` and the flows all import these from here, so they can never disagree
+about which uploads start a run or what an automation should listen for.
 """
 from __future__ import annotations
 
 # The Prefect event the bridge emits for every new object, and the triggers expect.
 OBJECT_CREATED_EVENT = "spira.s3.object.created"
+# What a retrain run decided, for automations that notify people.
+MODEL_PROMOTED_EVENT = "spira.model.promoted"
+MODEL_REJECTED_EVENT = "spira.model.rejected"
+
+
+def model_resource_id(model: str, version: int) -> str:
+    """The event resource of one registered model version."""
+    return f"spira.model.{model}.v{version}"
 
 
 def is_inside(uri: str, base: str) -> bool:

@@ -14,6 +14,9 @@ QUARANTINE = "spira-quarantine"
 CHAMPION_METRICS = "spira-champion-metrics"
 CHAMPION_SLICES = "spira-champion-slices"
 ROLLBACK = "spira-rollback"
+SCORED_BATCH = "spira-scored-batch"
+SHADOW = "spira-shadow"
+DRIFT = "spira-drift"
 
 
 def publish_quarantine(rows: list[dict[str, Any]], snapshot_digest: str) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from spira_lib.bootstrap import open_registry
 from spira_lib.pipeline import Evaluation, RunSpec, evaluate_dataset
+from spira_lib.pipeline.hand_off import hand_off_champion
 from spira_lib.reporting import metrics_table, slices_table
 from spira_lib.reporting.run_reports import rollback_report
 from tasks import artifacts as A
@@ -29,9 +29,11 @@ def publish_evaluation(result: Evaluation) -> None:
 @task(name="rollback-champion", task_run_name="roll back {model_name}", **UNCACHED, **RETRIED)
 def rollback_champion(registry_uri: str, model_name: str, reason: str) -> dict:
     """Move `champion` back to the previous champion; recorded in the ledger."""
-    reg = open_registry(registry_uri)
+    ws = RunSpec.build(registry_uri, registry_uri).workspace()  # the registry's ports (no dataset needed)
+    reg = ws.registry
     before = reg.champion(model_name)
     mv = reg.rollback(model_name, reason=reason, actor="prefect")
+    hand_off_champion(ws, model_name)
     before_version = before.version if before else None
     create_markdown_artifact(key=A.ROLLBACK, markdown=rollback_report(model_name, before_version, mv.version, reason))
     get_run_logger().info("%s champion rolled back from v%s to v%d", model_name, before_version or "-", mv.version)

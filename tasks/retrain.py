@@ -12,6 +12,8 @@ from prefect.artifacts import create_markdown_artifact, create_progress_artifact
 from spira_lib.pipeline import data_steps as D
 from spira_lib.pipeline import layout as L
 from spira_lib.pipeline import model_steps as M
+from spira_lib.pipeline.hand_off import hand_off_champion
+from spira_lib.ports import PublishedModel
 from spira_lib.pipeline.contract import (
     Compared, Evaluated, FeaturesReady, Promoted, Registered, RunSpec, SnapshotRef, SplitRef, Trained, TrainedVersion,
     Validated,
@@ -20,6 +22,13 @@ from spira_lib.reporting import metrics_table, slices_table, validation_report_m
 from spira_lib.reporting.run_reports import failure_report, lineage_report, skip_report
 from tasks import artifacts as A
 from tasks.caching import CACHED, RETRIED, UNCACHED
+
+
+def _quarantine_for_people(spec: RunSpec, snapshot_digest: str, quarantine_key: str) -> list[dict]:
+    """The quarantine rows as people other than the data owners may see them (pseudonymous names)."""
+    ws = spec.workspace()
+    rows = L.get_json(ws.store, quarantine_key, [])
+    return ws.redactor(spec.config, L.manifest_key(snapshot_digest)).rows(rows) if rows else []
 
 
 def _logged(result):
@@ -40,7 +49,7 @@ def validate_dataset(spec: RunSpec, snapshot: SnapshotRef) -> Validated:
     log = get_run_logger()
     log.info(out.describe())
     if out.n_quarantined:
-        rows = L.get_json(spec.workspace().store, out.quarantine_key, [])
+        rows = _quarantine_for_people(spec, snapshot.digest, out.quarantine_key)
         A.publish_quarantine(rows, snapshot.digest)
         for r in rows[:20]:
             log.warning("quarantined %s: %s", r.get("file"), r.get("reason"))
@@ -105,6 +114,15 @@ def promote_or_reject(spec: RunSpec, registered: Registered) -> Promoted:
     return _logged(M.promote_step(spec, registered, actor="prefect"))
 
 
+@task(name="hand-off-to-serving", task_run_name="hand {spec.model_name} champion to serving", **UNCACHED, **RETRIED)
+def hand_off_to_serving(spec: RunSpec, promoted: Promoted) -> PublishedModel | None:
+    """The new champion to SPIRA's MLflow registry (when SPIRA_MLFLOW_TRACKING_URI is set)."""
+    published = hand_off_champion(spec.workspace(), spec.model_name, spec.config.evaluation.threshold)
+    if published is not None:
+        get_run_logger().info("handed off as %s (MLflow version %s, stage %s)", published.uri, published.version, published.stage)
+    return published
+
+
 @task(name="publish-report", task_run_name="report {spec.model_name} v{promoted.registered.version}", **UNCACHED, **RETRIED)
 def publish_report(spec: RunSpec, promoted: Promoted) -> None:
     """The validation report, metric/slice tables, the model's lineage and its card, in the UI."""
@@ -120,10 +138,13 @@ def publish_report(spec: RunSpec, promoted: Promoted) -> None:
         "config_digest": mv.metadata.get("config_digest"), "code_version": mv.metadata.get("code_version"),
     }
     md = validation_report_markdown(
-        snapshot=trained.split.summary, quarantine=L.get_json(ws.store, trained.split.quarantine_key, []),
+        snapshot=trained.split.summary,
+        quarantine=_quarantine_for_people(spec, trained.split.snapshot_digest, trained.split.quarantine_key),
         report=report, champion_report=champion_report, decision=compared.decision, model=model,
+        training=L.get_json(ws.store, trained.training_json_key), slice_floor=spec.config.gate.slice_floor,
     )
-    create_markdown_artifact(key=A.VALIDATION_REPORT, markdown=md, description=f"{spec.model_name} v{mv.version}: validation report")
+    verdict = "promoted" if promoted.promoted else "not promoted"
+    create_markdown_artifact(key=A.VALIDATION_REPORT, markdown=md, description=f"{spec.model_name} v{mv.version}: {verdict}")
     create_table_artifact(key=A.METRICS, table=metrics_table(report, champion_report), description="Test metrics with 95% intervals")
     create_table_artifact(key=A.SLICES, table=slices_table(report), description="Metrics per slice (sex, age band, hospital)")
     create_markdown_artifact(
@@ -144,5 +165,5 @@ def publish_skip_report(spec: RunSpec, split: SplitRef, existing: TrainedVersion
 @task(name="publish-failure-report", task_run_name="report: validation failed", **UNCACHED, **RETRIED)
 def publish_failure_report(spec: RunSpec, validated: Validated) -> None:
     """Not enough valid data: the quarantine is the report."""
-    rows = L.get_json(spec.workspace().store, validated.quarantine_key, [])
+    rows = _quarantine_for_people(spec, validated.snapshot_digest, validated.quarantine_key)
     create_markdown_artifact(key=A.VALIDATION_REPORT, markdown=failure_report(validated.message, rows), description="The run stopped before training")

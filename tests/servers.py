@@ -109,6 +109,7 @@ def _start(
     log_path: Path,
     env: Mapping[str, str] | None,
     timeout_s: float,
+    cwd: Path | None = None,
 ) -> subprocess.Popen:
     """Spawn ``cmd`` in its own process group and wait until ``health_url`` answers.
 
@@ -122,6 +123,7 @@ def _start(
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=dict(env) if env is not None else None,
+            cwd=cwd,
             start_new_session=True,  # own process group: killpg reaches its children
         )
     _LIVE.add(proc)
@@ -216,8 +218,12 @@ def prefect_server_env(home: Path, port: int, extra: Mapping[str, str] | None = 
 
 
 @contextlib.contextmanager
-def prefect_server(tmp_path: Path, *, timeout_s: float = 120.0, extra_env: Mapping[str, str] | None = None) -> Iterator[str]:
+def prefect_server(
+    tmp_path: Path, *, timeout_s: float = 120.0, extra_env: Mapping[str, str] | None = None, ui: bool = False
+) -> Iterator[str]:
     """Run ``prefect server start`` with its own PREFECT_HOME under ``tmp_path``; yields the API URL.
+
+    ``ui=True`` also serves the web UI (at the API URL without ``/api``), pointed at this server.
 
     Every process that must talk to it needs ``PREFECT_API_URL`` set to the
     yielded URL (otherwise Prefect silently starts an ephemeral server); in the
@@ -233,11 +239,46 @@ def prefect_server(tmp_path: Path, *, timeout_s: float = 120.0, extra_env: Mappi
         home.mkdir(parents=True, exist_ok=True)
         env = prefect_server_env(home, port, extra_env)
         api_url = env["PREFECT_API_URL"]
+        if ui:
+            env.update({"PREFECT_SERVER_UI_ENABLED": "true", "PREFECT_UI_API_URL": api_url})
         cmd = base_cmd + ["server", "start", "--host", "127.0.0.1", "--port", str(port)]
         return _start("prefect server", cmd, f"{api_url}/health", home / "server.log", env, timeout_s), api_url
 
     proc, api_url = _start_with_retries("prefect server", 3, launch)
     try:
         yield api_url
+    finally:
+        _stop(proc)
+
+
+def mlflow_server_exe() -> Path:
+    """The ``mlflow`` of the server's own virtualenv (``make test`` builds ``.venv-mlflow``; it is a
+    separate process with its own dependencies, which clash with the project's pins)."""
+    root = Path(__file__).resolve().parents[1]
+    return Path(os.environ.get("SPIRA_MLFLOW_SERVER_VENV", root / ".venv-mlflow")) / "bin" / "mlflow"
+
+
+@contextlib.contextmanager
+def mlflow_server(tmp_path: Path, *, timeout_s: float = 240.0, artifacts: str | None = None, extra_env: Mapping[str, str] | None = None) -> Iterator[str]:
+    """Run ``mlflow server`` (SQLite backend, artifacts proxied by the server) on 127.0.0.1; yields its URL."""
+    exe = mlflow_server_exe()
+    if not exe.exists():
+        raise ServerStartError(f"no mlflow server at {exe}: run `make .venv-mlflow` (make test does)", exited=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env.update({"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true", **(extra_env or {})})
+
+    def launch() -> tuple[subprocess.Popen, str]:
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        home = Path(tmp_path) / f"mlflow-{port}"
+        home.mkdir(parents=True, exist_ok=True)
+        cmd = [str(exe), "server", "--backend-store-uri", f"sqlite:///{home / 'mlflow.db'}",
+               "--artifacts-destination", artifacts or str(home / "artifacts"),
+               "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+        return _start("mlflow server", cmd, f"{url}/health", home / "server.log", env, timeout_s, cwd=home), url
+
+    proc, url = _start_with_retries("mlflow server", 3, launch)
+    try:
+        yield url
     finally:
         _stop(proc)

@@ -6,15 +6,17 @@ them with the file and CSV row a person needs to fix them.
 """
 from __future__ import annotations
 
+import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 
 import polars as pl
 
+from spira_lib.config import AudioConfig
 from spira_lib.dataset.manifest import Snapshot, empty_manifest, manifest_digest
-from spira_lib.dataset.metadata import metadata_keys, read_metadata
+from spira_lib.dataset.metadata import metadata_keys, noise_prefix, read_metadata
 from spira_lib.hashing import sha256_hex
 from spira_lib.ports import ObjectInfo, ObjectNotFound, ObjectStore, StoreError
-from spira_lib.reasons import Problem, Reason
+from spira_lib.reasons import Problem, Reason, problem_of
 
 # key -> (sha256, size, problem): what hashing one referenced object found.
 _Hashed = tuple[str | None, int | None, Problem | None]
@@ -26,6 +28,7 @@ def snapshot(
     noise_dir: str = "noises",
     hash_cache: dict[tuple[str, str], str] | None = None,
     workers: int = 8,
+    max_file_bytes: int | None = None,
 ) -> Snapshot:
     """Read every metadata CSV and hash every referenced audio object.
 
@@ -37,30 +40,95 @@ def snapshot(
     of a large, mostly unchanged bucket cheap.
 
     A referenced file that does not exist or cannot be read becomes that row's
-    problem; it does not stop the snapshot. ``workers`` threads download in
-    parallel (network stores are latency-bound).
+    problem; it does not stop the snapshot. So does one that is larger than
+    ``max_file_bytes`` (default: ``audio.max_file_mb``), judged from the listing
+    without reading it. ``workers`` threads download in parallel (network stores
+    are latency-bound).
     """
+    limit = AudioConfig().max_file_bytes if max_file_bytes is None else max_file_bytes
     # One listing serves both CSV discovery and the etags (a bucket listing is paged and slow).
     listing: dict[str, ObjectInfo] = {info.key: info for info in store.list("")}
     csvs = metadata_keys(listing.values(), noise_dir)
-    frames = [read_metadata(store, key) for key in csvs]
+    frames = [read_metadata(store, key, max_bytes=limit, size=listing[key].size) for key in csvs]
     manifest = pl.concat(frames, how="vertical") if frames else empty_manifest()
+    manifest = _match_listed_names(manifest, listing)
     keys = sorted({k for k in manifest["key"].to_list() if k is not None})
-    hashes = _hash_objects(store, keys, listing, hash_cache, workers)
+    hashes = _path_problems(keys, csvs, noise_prefix(noise_dir))
+    hashes |= _hash_objects(store, [k for k in keys if k not in hashes], listing, hash_cache, workers, limit)
     manifest = _with_hashes(manifest, hashes)
     return Snapshot(manifest=manifest, digest=manifest_digest(manifest), csvs=csvs)
 
 
+def _nfc(text: str) -> str:
+    return unicodedata.normalize("NFC", text)
+
+
+def _match_listed_names(manifest: pl.DataFrame, listing: dict[str, ObjectInfo]) -> pl.DataFrame:
+    """A file_path that names a listed file in another Unicode form (NFC in the CSV, NFD on macOS) is that file."""
+    by_nfc = {_nfc(k): k for k in listing}
+    keys = manifest["key"].to_list()
+    matched = [k if k is None or k in listing else by_nfc.get(_nfc(k), k) for k in keys]
+    if matched == keys:
+        return manifest
+    return manifest.with_columns(pl.Series("key", matched, dtype=pl.String))
+
+
+def _path_problems(keys: list[str], csvs: list[str], noise: str) -> dict[str, _Hashed]:
+    """Keys that exist but are not audio clips: a metadata CSV, or a recording in the noise folder."""
+    found: dict[str, _Hashed] = {}
+    csv_set = set(csvs)
+    for key in keys:
+        if key in csv_set:
+            found[key] = (None, None, Problem(Reason.BAD_PATH, f"file_path points at the metadata CSV {key}, not at audio"))
+        elif noise and key.startswith(noise):
+            found[key] = (None, None, Problem(
+                Reason.BAD_PATH, f"file_path points into the noise folder ({noise}): its recordings are ward noise "
+                "for augmentation, not labelled clips",
+            ))  # fmt: skip
+    return found
+
+
+def _unlisted_problem(store: ObjectStore, key: str, listing: dict[str, ObjectInfo]) -> Problem:
+    """Why a referenced key is not in the listing, as precisely as the store can tell without reading a file."""
+    hidden = next((part for part in key.split("/") if part.startswith(".")), None)
+    if hidden is not None:
+        return Problem(Reason.BAD_PATH, f"file_path {key} is inside a hidden folder ({hidden}), which is not part of the dataset")
+    try:
+        if store.exists(key):
+            return Problem(Reason.MISSING_FILE, f"audio file {key} was not in the dataset listing (added during the snapshot?)")
+        store.get(key)  # nothing readable is there: the store says what is (a folder, a named pipe, a broken link)
+    except ObjectNotFound:
+        pass
+    except StoreError as exc:
+        return problem_of(exc, Reason.UNREADABLE, f"cannot read audio file {key}: ")
+    else:
+        return Problem(Reason.MISSING_FILE, f"audio file {key} was not in the dataset listing (added during the snapshot?)")
+    folded = _nfc(key).casefold()
+    twins = sorted(k for k in listing if _nfc(k).casefold() == folded)
+    if twins:
+        return Problem(Reason.MISSING_FILE, f"audio file not found: {key} (the dataset has {twins[0]}: file names differ in letter case)")
+    return Problem(Reason.MISSING_FILE, f"audio file not found: {key}")
+
+
+def _too_large(key: str, size: int, limit: int) -> Problem:
+    return Problem(
+        Reason.TOO_LARGE,
+        f"audio file {key} is {size / 2**20:.0f} MB, larger than the {limit / 2**20:g} MB limit (audio.max_file_mb); it was not read",
+    )
+
+
 def _hash_objects(
     store: ObjectStore, keys: list[str], listing: dict[str, ObjectInfo],
-    hash_cache: dict[tuple[str, str], str] | None, workers: int,
+    hash_cache: dict[tuple[str, str], str] | None, workers: int, limit: int,
 ) -> dict[str, _Hashed]:
     hashes: dict[str, _Hashed] = {}
     to_read: list[str] = []
     for key in keys:
         info = listing.get(key)
         if info is None:
-            hashes[key] = (None, None, Problem(Reason.MISSING_FILE, f"audio file not found: {key}"))
+            hashes[key] = (None, None, _unlisted_problem(store, key, listing))
+        elif info.size > limit:
+            hashes[key] = (None, info.size, _too_large(key, info.size, limit))
         elif hash_cache is not None and info.etag and (key, info.etag) in hash_cache:
             hashes[key] = (hash_cache[(key, info.etag)], info.size, None)
         else:
@@ -72,7 +140,9 @@ def _hash_objects(
         except ObjectNotFound:
             return key, (None, None, Problem(Reason.MISSING_FILE, f"audio file not found: {key}"))
         except StoreError as exc:
-            return key, (None, None, Problem(Reason.UNREADABLE, f"cannot read audio file {key}: {exc}"))
+            return key, (None, None, problem_of(exc, Reason.UNREADABLE, f"cannot read audio file {key}: "))
+        if len(data) > limit:  # grew since the listing
+            return key, (None, len(data), _too_large(key, len(data), limit))
         return key, (sha256_hex(data), len(data), None)
 
     if to_read:

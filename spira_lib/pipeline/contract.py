@@ -174,9 +174,11 @@ class Promoted(StepResult):
     registered: Registered
     promoted: bool
     already: bool = False
+    held: bool = False  # passed the gate, waits as challenger for shadow evidence
 
     def describe(self) -> str:
-        return f"v{self.registered.version} {'is champion' if self.promoted else 'was not promoted'}"
+        state = "is champion" if self.promoted else "is held as challenger for shadow scoring" if self.held else "was not promoted"
+        return f"v{self.registered.version} {state}"
 
 
 class TrainedVersion(StepResult):
@@ -198,9 +200,13 @@ class RunOutcome(StepResult):
     decision: dict[str, Any] | None = None
     uri: str | None = None
     seconds: float | None = None
+    held: bool = False
+    served: str | None = None  # where the serving side loads the promoted model (e.g. models:/spira@champion)
 
     @property
     def verdict(self) -> str:
         if self.skipped:
             return "already trained (nothing to do)"
+        if self.held:
+            return "registered, held as challenger until shadow scoring confirms it"
         return "promoted to champion" if self.promoted else "registered, not promoted"

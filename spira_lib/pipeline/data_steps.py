@@ -30,7 +30,7 @@ def snapshot_step(spec: RunSpec) -> SnapshotRef:
     raw = L.get_json(ws.store, cache_key, {}) or {}
     # JSON keys are strings: (key, etag) pairs are stored as "key\x00etag".
     hash_cache = {tuple(k.split("\x00", 1)): v for k, v in raw.items()}
-    snap = ds.snapshot(ws.data, noise_dir=cfg.augment.noise_dir, hash_cache=hash_cache)
+    snap = ds.snapshot(ws.data, noise_dir=cfg.augment.noise_dir, hash_cache=hash_cache, max_file_bytes=cfg.audio.max_file_bytes)
     L.put_json(ws.store, cache_key, {"\x00".join(k): v for k, v in hash_cache.items()})
     key = L.manifest_key(snap.digest)
     if not ws.store.exists(key):

@@ -27,6 +27,7 @@ from spira_lib.pipeline.contract import (
 )
 from spira_lib.pipeline.data_steps import feature_rows
 from spira_lib.pipeline.workspace import TRAINING_SECTIONS, Workspace, code_version, training_key
+from spira_lib.registry import CHALLENGER_ALIAS
 from spira_lib.reporting import model_card_markdown
 from spira_lib.training import EpochStats, predict_clips, train_model
 
@@ -207,15 +208,25 @@ def register_step(spec: RunSpec, compared: Compared, *, force: bool = False) -> 
 
 
 def promote_step(spec: RunSpec, registered: Registered, *, actor: str = "spira") -> Promoted:
-    """Move `champion` to the new version when the gate said so; record the decision either way."""
-    reg, name = spec.workspace().registry, spec.model_name
+    """Move `champion` to the new version when the gate said so; record the decision either way.
+
+    A version the gate rejects becomes the ``challenger`` (scored in shadow by the scoring flow). When the
+    gate asks for shadow evidence (``gate.min_shadow_clips``) and a champion exists, a passing version is
+    held as the challenger instead; the scoring flow promotes it once the evidence is there.
+    """
+    reg, name, gate = spec.workspace().registry, spec.model_name, spec.config.gate
     decision = registered.compared.decision
     reason = "; ".join(decision.get("reasons", [])[:6]) or "no reasons recorded"
     current = reg.champion(name)
     if current is not None and current.version == registered.version:
         return Promoted(registered=registered, promoted=True, already=True)
-    if decision.get("promote"):
+    if decision.get("promote") and (current is None or gate.min_shadow_clips == 0):
         reg.promote(name, registered.version, reason=reason, decision=decision, actor=actor)
         return Promoted(registered=registered, promoted=True)
+    if decision.get("promote"):
+        held = f"gate passed; held as challenger until it has scored {gate.min_shadow_clips} clips in shadow"
+        reg.hold(name, registered.version, reason=f"{held}; {reason}", decision=decision, actor=actor)
+        return Promoted(registered=registered, promoted=False, held=True)
     reg.record_rejection(name, registered.version, reason=reason, decision=decision, actor=actor)
+    reg.set_alias(name, CHALLENGER_ALIAS, registered.version)
     return Promoted(registered=registered, promoted=False)

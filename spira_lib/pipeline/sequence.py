@@ -18,7 +18,9 @@ from spira_lib.pipeline.contract import (
     Compared, Evaluated, FeaturesReady, Promoted, Registered, RunOutcome, RunSpec, SnapshotRef, SplitRef, Trained,
     TrainedVersion, Validated,
 )
+from spira_lib.pipeline.hand_off import hand_off_champion
 from spira_lib.pipeline.workspace import PipelineError
+from spira_lib.ports import PublishedModel
 from spira_lib.training import EpochStats
 
 Say = Callable[[str], None]
@@ -39,6 +41,7 @@ class Steps(Protocol):
     def compare(self, evaluated: Evaluated) -> Compared: ...
     def register(self, compared: Compared) -> Registered: ...
     def promote(self, registered: Registered) -> Promoted: ...
+    def hand_off(self, promoted: Promoted) -> PublishedModel | None: ...
     def report(self, promoted: Promoted) -> None: ...
 
 
@@ -62,13 +65,16 @@ def retrain(steps: Steps, *, model_name: str, force: bool = False, say: Say = la
         return RunOutcome(model=model_name, version=existing.version, skipped=True, promoted=None,
                           metrics=existing.metrics, uri=existing.uri, seconds=round(time.perf_counter() - t0, 2))
     promoted = _train_and_decide(steps, split, say)
+    published = steps.hand_off(promoted) if promoted.promoted else None
+    if published is not None:
+        say(f"handed off to serving: {published.uri} (version {published.version} at {published.location})")
     steps.report(promoted)
     registered, compared = promoted.registered, promoted.registered.compared
-    say(f"{model_name} v{registered.version}: {'promoted to champion' if promoted.promoted else 'not promoted'} ({registered.uri})")
+    say(f"{model_name} {promoted.describe()} ({registered.uri})")
     return RunOutcome(
         model=model_name, version=registered.version, skipped=False, promoted=promoted.promoted,
         metrics=compared.evaluated.metrics, decision=compared.decision, uri=registered.uri,
-        seconds=round(time.perf_counter() - t0, 2),
+        seconds=round(time.perf_counter() - t0, 2), held=promoted.held, served=None if published is None else published.uri,
     )
 
 
@@ -127,6 +133,9 @@ class LocalSteps:
 
     def promote(self, registered: Registered) -> Promoted:
         return M.promote_step(self.spec, registered)
+
+    def hand_off(self, promoted: Promoted) -> PublishedModel | None:
+        return hand_off_champion(self.spec.workspace(), self.spec.model_name, self.spec.config.evaluation.threshold)
 
     def report(self, promoted: Promoted) -> None:
         pass

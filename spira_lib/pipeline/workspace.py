@@ -18,8 +18,9 @@ from spira_lib.config import SpiraConfig
 from spira_lib.feature_store import FeatureStore
 from spira_lib.hashing import hash_files, stable_hash
 from spira_lib.noise import NoiseBank, listing_digest
-from spira_lib.pipeline.layout import WORKSPACE_DOC, get_json, put_json
-from spira_lib.ports import ObjectStore
+from spira_lib.pipeline.layout import WORKSPACE_DOC, get_frame, get_json, put_json
+from spira_lib.ports import ModelPublisher, ObjectStore
+from spira_lib.privacy import Pseudonymizer, Redactor, key_from
 from spira_lib.registry import ModelRegistry
 
 # Config sections that change what gets trained (evaluation and gate settings do not).
@@ -29,7 +30,8 @@ TRAINING_SECTIONS = ("audio", "features", "augment", "model", "training", "split
 # config. Its hash is part of every training key: changing it retrains once.
 # (The CLI, reports, registry and the demo generator do not change the model.)
 MODEL_CODE = (
-    "audio.py", "config.py", "reasons.py", "noise.py", "features.py", "feature_store.py", "model.py", "checkpoint.py",
+    "audio.py", "channels.py", "config.py", "reasons.py", "noise.py", "features.py", "feature_store.py", "model.py",
+    "checkpoint.py",
     "dataset", "validation", "training",
 )
 
@@ -48,6 +50,10 @@ class Workspace:
     noise_prefix: str
     registry: ModelRegistry
     features: FeatureStore
+    # Where promoted models are handed off for serving (None: off).
+    publisher: ModelPublisher | None = field(default=None, repr=False)
+    # The pseudonym key from the environment (None: the one stored with the registry).
+    privacy_key: str | None = field(default=None, repr=False)
     # Decoded noise banks by sample rate, with the listing digest they were decoded from.
     _banks: dict[int, tuple[str, NoiseBank]] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -60,6 +66,16 @@ class Workspace:
             if cached is None or cached[0] != current:
                 self._banks[sample_rate] = (current, NoiseBank.load(self.noise, self.noise_prefix, sample_rate))
             return self._banks[sample_rate][1]
+
+    def pseudonyms(self, cfg: SpiraConfig) -> Pseudonymizer:
+        """How names are shown to people other than the data owners (see spira_lib.privacy)."""
+        return Pseudonymizer(key_from(self.store, self.privacy_key), show_raw=cfg.privacy.show_raw_names)
+
+    def redactor(self, cfg: SpiraConfig, manifest_key: str) -> Redactor:
+        """Hides the names of one snapshot (file keys, given speaker ids) in text shown to people."""
+        manifest = get_frame(self.store, manifest_key)
+        names = manifest["key"].to_list() + manifest.filter(~manifest["speaker_derived"])["speaker_id"].to_list()
+        return Redactor.of(self.pseudonyms(cfg), names)
 
     def read_id(self) -> str | None:
         """The workspace id, or None when nothing was written here yet (never writes)."""

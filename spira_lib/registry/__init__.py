@@ -7,6 +7,7 @@ lease), and ``verify`` the consistency check.
 """
 from spira_lib.registry.documents import (
     ACTIONS,
+    CHALLENGER_ALIAS,
     DEFAULT_ALIAS,
     MARKER,
     IntegrityError,
@@ -15,4 +16,4 @@ from spira_lib.registry.documents import (
 )
 from spira_lib.registry.registry import ModelRegistry
 
-__all__ = ["ACTIONS", "DEFAULT_ALIAS", "MARKER", "IntegrityError", "ModelRegistry", "ModelVersion", "RegistryError"]
+__all__ = ["ACTIONS", "CHALLENGER_ALIAS", "DEFAULT_ALIAS", "MARKER", "IntegrityError", "ModelRegistry", "ModelVersion", "RegistryError"]

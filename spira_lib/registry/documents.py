@@ -25,7 +25,8 @@ from spira_lib.ports import join_key
 
 MARKER = "version.json"
 DEFAULT_ALIAS = "champion"
-ACTIONS = ("register", "promote", "reject", "rollback")
+ACTIONS = ("register", "promote", "reject", "hold", "rollback")
+CHALLENGER_ALIAS = "challenger"
 
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,99}")
 DIGITS_RE = re.compile(r"[0-9]+")
@@ -74,7 +75,7 @@ class AliasDoc(_Doc):
 class LedgerEntry(_Doc):
     seq: int = Field(ge=1, strict=True)
     at: str
-    action: Literal["register", "promote", "reject", "rollback"]
+    action: Literal["register", "promote", "reject", "hold", "rollback"]
     version: int = Field(strict=True)
     previous: int | None = None
     reason: str

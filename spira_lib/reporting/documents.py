@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-from typing import Any
-
 import yaml
 
 from spira_lib.reporting.figures import training_figures

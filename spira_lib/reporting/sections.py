@@ -1,8 +1,6 @@
 """Sections shared by the validation report and the model card (pure functions over report dicts)."""
 from __future__ import annotations
 
-from typing import Any
-
 from spira_lib.reporting.figures import confusion_figure, roc_figure, score_figure, slice_figure
 from spira_lib.reporting.markdown import get, inline, md_cell, md_table, pct
 from spira_lib.reporting.tables import METRIC_LABELS, SLICE_COLUMNS, metrics_table, slices_table

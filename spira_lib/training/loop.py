@@ -1,4 +1,4 @@
-"""The training loop for SpiraConv v2.
+"""The training loop (any ``model.arch``: SpiraConv v2 or ConvStatsNet).
 
 What it implements, in SPIRA's terms:
 
@@ -8,13 +8,16 @@ What it implements, in SPIRA's terms:
   window on SPIRA's 1 s grid; padded mode: the clip padded to
   ``max_duration_s``). All windows of the epoch are shuffled together; each
   window carries its clip's label. Validation and prediction use the grid.
-* Adam (lr 1e-3, L2 weight decay 0.01 as in torch's ``Adam(weight_decay=...)``)
-  with Noam warm-up (``schedule.noam_lr``).
+* Adam (L2 weight decay as in torch's ``Adam(weight_decay=...)``) under a
+  one-cycle schedule (default) or SPIRA's Noam warm-up (``schedule``);
+  optional mixup of windows and labels.
 * Loss: BCE on logits (``BCEWithLogitsLoss``, see ``spira_lib.model``).
 * Validation every epoch at FILE level, the way the model is used: the mean of
   the window probabilities of each clean validation clip is that file's
   probability; ``val_loss`` is the BCE of those, accuracy uses 0.5.
-* Early stopping on ``val_loss``; the best epoch's weights are restored.
+* With ``training.restore_best`` (SPIRA): early stopping on ``val_loss`` and
+  the best epoch's weights restored. Without it (default) the annealed last
+  epoch is kept: the loss on a few dozen eval clips is too noisy to pick by.
 """
 from __future__ import annotations
 
@@ -28,10 +31,10 @@ import torch
 from torch import nn
 
 from spira_lib.config import AugmentConfig, FeatureConfig, ModelConfig, TrainingConfig
-from spira_lib.model import SpiraConvV2, step_frames, window_frames
+from spira_lib.model import build_model, step_frames, window_frames
 from spira_lib.training.augment import spec_augment
 from spira_lib.training.predict import predict_index
-from spira_lib.training.schedule import noam_lr, pick_device
+from spira_lib.training.schedule import pick_device, scheduled_lr
 from spira_lib.training.sources import ClipSource, source_labels
 from spira_lib.training.windows import clip_loader, index_windows, prefetched, to_device
 
@@ -49,7 +52,7 @@ class EpochStats:
 
 @dataclass
 class TrainResult:
-    model: SpiraConvV2  # best epoch's weights, eval mode, on CPU
+    model: nn.Module  # final (or, with restore_best, best epoch's) weights, eval mode, on CPU
     history: list[EpochStats] = field(default_factory=list)
     best_epoch: int = 0
     stopped_early: bool = False
@@ -72,7 +75,7 @@ def train_model(
     aug_cfg: AugmentConfig,
     on_epoch: Callable[[EpochStats], None] | None = None,
 ) -> TrainResult:
-    """Train SpiraConv v2 on ``train`` with file-level early stopping on ``val``; see the module docstring."""
+    """Train the ``model_cfg.arch`` network on ``train``, validating on ``val`` every epoch; see the module docstring."""
     if len(train) == 0:
         raise ValueError("train_model: the training source has no clips")
     if len(val) == 0:
@@ -113,7 +116,7 @@ class _Trainer:
         self.n_variants = np.array([train.n_variants(i) for i in range(len(train))], dtype=np.int64)
         if (self.n_variants < 1).any():
             raise ValueError(f"train clip {int(np.argmin(self.n_variants))}: n_variants must be >= 1")
-        self.model = SpiraConvV2(self.n_features, self.n_frames, model_cfg).to(device)
+        self.model = build_model(self.n_features, self.n_frames, model_cfg).to(device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.loss_fn = nn.BCEWithLogitsLoss()
         self.use_amp = device.type == "cuda" and cfg.mixed_precision
@@ -124,7 +127,15 @@ class _Trainer:
         loaders = [clip_loader(val, i, 0) for i in range(len(val))]
         self.val_index = index_windows(loaders, self.n_frames, self.step, self.mode, self.n_features)
         self.opt_step = 0
-        self.lr = noam_lr(1, cfg.lr, cfg.warmup_steps)
+        self.total_steps = cfg.epochs * max(1, -(-self._windows_per_epoch(train) // cfg.batch_size))
+        self.lr = scheduled_lr(1, cfg, self.total_steps)
+
+    def _windows_per_epoch(self, train: ClipSource) -> int:
+        """Fixed by the crops (or the grid), so schedules that need the step count know it up front."""
+        if self.mode != "padded" and self.cfg.windows_per_clip > 0:
+            return len(train) * self.cfg.windows_per_clip
+        loaders = [clip_loader(train, i, 0) for i in range(len(train))]
+        return len(index_windows(loaders, self.n_frames, self.step, self.mode, self.n_features).starts)
 
     def epoch_windows(self):
         """This epoch's variant per clip and random-offset windows (consumes the rng in a fixed order)."""
@@ -145,12 +156,24 @@ class _Trainer:
         for rows, batch in prefetched(index, order, self.cfg.batch_size, self.n_frames):
             if self.aug.specaugment:
                 spec_augment(batch, self.aug, self.rng)
-            loss_sum += self.train_step(to_device(batch, self.device), to_device(window_labels[rows], self.device)) * len(rows)
+            batch, labels = self.mixup(batch, window_labels[rows])
+            loss_sum += self.train_step(to_device(batch, self.device), to_device(labels, self.device)) * len(rows)
         return loss_sum / max(len(order), 1)
+
+    def mixup(self, batch: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Convex mixes of window pairs and of their labels (Beta(alpha, alpha)); a smoother decision
+        boundary than hard labels on a few hundred clips. alpha 0: unchanged."""
+        alpha = self.cfg.mixup_alpha
+        if alpha <= 0 or len(labels) < 2:
+            return batch, labels
+        lam = self.rng.beta(alpha, alpha, size=len(labels)).astype(np.float32)
+        perm = self.rng.permutation(len(labels))
+        mixed = lam[:, None, None] * batch + (1 - lam[:, None, None]) * batch[perm]
+        return np.ascontiguousarray(mixed, dtype=np.float32), np.ascontiguousarray(lam * labels + (1 - lam) * labels[perm], dtype=np.float32)
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> float:
         self.opt_step += 1
-        self.lr = noam_lr(self.opt_step, self.cfg.lr, self.cfg.warmup_steps)
+        self.lr = scheduled_lr(self.opt_step, self.cfg, self.total_steps)
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr
         self.optimizer.zero_grad(set_to_none=True)
@@ -185,11 +208,12 @@ class _Trainer:
             result.history.append(stats)
             if on_epoch is not None:
                 on_epoch(stats)
-            if epoch - result.best_epoch >= self.cfg.early_stopping_patience and epoch < self.cfg.epochs:
+            # Without restore_best the schedule decides where training ends.
+            if self.cfg.restore_best and epoch - result.best_epoch >= self.cfg.early_stopping_patience and epoch < self.cfg.epochs:
                 result.stopped_early = True
                 break
         result.model = self.model.cpu()
-        if best_state is not None:
+        if best_state is not None and self.cfg.restore_best:
             result.model.load_state_dict(best_state)
         result.model.eval()
         return result

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from spira_lib.config import FeatureConfig, ModelConfig
-from spira_lib.model import SpiraConvV2, step_frames, window_frames
+from spira_lib.model import step_frames, window_frames
 from spira_lib.training.sources import ArrayClipSource, ClipSource
 from spira_lib.training.windows import WindowIndex, clip_loader, index_windows, to_device
 
@@ -21,10 +21,8 @@ def _model_device(model: nn.Module) -> torch.device:
 
 
 @torch.no_grad()
-def predict_index(model: SpiraConvV2, index: WindowIndex, n_frames: int, batch_size: int) -> np.ndarray:
-    """Per-clip mean of window probabilities."""
-    if index.n_clips == 0:
-        return np.zeros(0, dtype=np.float64)
+def window_probabilities(model: nn.Module, index: WindowIndex, n_frames: int, batch_size: int) -> np.ndarray:
+    """Probability of class 1 for every window of the index, in index order."""
     device = _model_device(model)
     was_training = model.training
     model.eval()
@@ -36,13 +34,39 @@ def predict_index(model: SpiraConvV2, index: WindowIndex, n_frames: int, batch_s
             probs[rows] = torch.sigmoid(model(x).float()).cpu().numpy()
     finally:
         model.train(was_training)
-    sums = np.bincount(index.clip, weights=probs, minlength=index.n_clips)
+    return probs
+
+
+def per_clip(index: WindowIndex, window_probs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mean, standard deviation, number of windows) of the window probabilities of each clip."""
     counts = np.bincount(index.clip, minlength=index.n_clips)
-    return sums / counts
+    sums = np.bincount(index.clip, weights=window_probs, minlength=index.n_clips)
+    means = sums / np.maximum(counts, 1)
+    squares = np.bincount(index.clip, weights=(window_probs - means[index.clip]) ** 2, minlength=index.n_clips)
+    return means, np.sqrt(squares / np.maximum(counts, 1)), counts
+
+
+def predict_index(model: nn.Module, index: WindowIndex, n_frames: int, batch_size: int) -> np.ndarray:
+    """Per-clip mean of window probabilities."""
+    if index.n_clips == 0:
+        return np.zeros(0, dtype=np.float64)
+    return per_clip(index, window_probabilities(model, index, n_frames, batch_size))[0]
+
+
+def clip_index(model: nn.Module, source: ClipSource, model_cfg: ModelConfig, feat_cfg: FeatureConfig, variant: int = 0) -> WindowIndex:
+    """The grid windows of every clip of ``source``, checked against the model's input length."""
+    n_frames = window_frames(model_cfg, feat_cfg)
+    if n_frames != model.n_frames:
+        raise ValueError(
+            f"model was built for {model.n_frames}-frame inputs but the config gives {n_frames} "
+            f"(model.mode={model_cfg.mode!r}, window_s={model_cfg.window_s}, max_duration_s={model_cfg.max_duration_s})"
+        )
+    feats = [clip_loader(source, i, variant) for i in range(len(source))]
+    return index_windows(feats, n_frames, step_frames(model_cfg, feat_cfg), model_cfg.mode, model.n_features)
 
 
 def predict_clips(
-    model: SpiraConvV2,
+    model: nn.Module,
     source: ClipSource,
     *,
     model_cfg: ModelConfig,
@@ -51,19 +75,12 @@ def predict_clips(
     variant: int = 0,
 ) -> np.ndarray:
     """Probability of class 1 per clip ``[len(source)]``: mean over windows (windowed) or one input (padded)."""
-    n_frames = window_frames(model_cfg, feat_cfg)
-    if n_frames != model.n_frames:
-        raise ValueError(
-            f"model was built for {model.n_frames}-frame inputs but the config gives {n_frames} "
-            f"(model.mode={model_cfg.mode!r}, window_s={model_cfg.window_s}, max_duration_s={model_cfg.max_duration_s})"
-        )
-    feats = [clip_loader(source, i, variant) for i in range(len(source))]
-    index = index_windows(feats, n_frames, step_frames(model_cfg, feat_cfg), model_cfg.mode, model.n_features)
-    return predict_index(model, index, n_frames, batch_size)
+    index = clip_index(model, source, model_cfg, feat_cfg, variant)
+    return predict_index(model, index, model.n_frames, batch_size)
 
 
 def predict_arrays(
-    model: SpiraConvV2,
+    model: nn.Module,
     feats: Sequence[np.ndarray],
     *,
     model_cfg: ModelConfig,

@@ -8,6 +8,7 @@ from typing import Any
 from spira_lib.audio import AudioError, check_quality, read_native
 from spira_lib.config import AudioConfig
 from spira_lib.hashing import stable_hash
+from spira_lib.reasons import Reason
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +51,21 @@ def audio_config_digest(cfg: AudioConfig) -> str:
 def check_clip(data: bytes, audio_cfg: AudioConfig, *, name: str = "") -> ClipCheck:
     """Decode ``data`` at its own sample rate and run the quality checks.
 
+    Bounded by the config's limits: a file over ``max_file_mb`` is not decoded,
+    decoding stops after ``max_clip_s`` seconds, and a sample rate below
+    ``min_sample_rate`` is refused before decoding.
+
     The reason never contains ``name`` (only used for logging): results are
     cached per content hash and shared by every file with the same bytes.
     Checks run at the native rate so clipping is judged on the recorded samples,
     before resampling filters blur them.
     """
     digest = audio_config_digest(audio_cfg)
+    if len(data) > audio_cfg.max_file_bytes:
+        reason = f"file is {len(data) / 2**20:.0f} MB, larger than the {audio_cfg.max_file_mb:g} MB limit (audio.max_file_mb)"
+        return ClipCheck(False, reason, None, None, digest, Reason.TOO_LARGE.value)
     try:
-        frames, sr = read_native(data)
+        frames, sr = read_native(data, max_seconds=audio_cfg.max_clip_s, min_sample_rate=audio_cfg.min_sample_rate)
     except AudioError as exc:
         log.debug("clip %s rejected: %s", name, exc)
         return ClipCheck(False, str(exc), None, None, digest, exc.code.value)

@@ -6,8 +6,10 @@ person can fix it) and the run continues with the good rows, unless too little
 is left, in which case ``ok`` is False and ``message`` says why.
 
 Checks, in order (a row is quarantined for the first one it fails):
-read-time row problems (missing file, bad label, non-numeric age, ...), age
-outside ``validation.min_age..max_age``, the audio itself (unreadable,
+read-time row problems (missing file, broken link, bad label, non-numeric age,
+formula-looking or out-of-vocabulary cell, ...), a file over
+``audio.max_file_mb`` (from its size, unread), age outside
+``validation.min_age..max_age``, the audio itself (unreadable,
 truncated, NaN, zero-length, too short, near-silent, clipped), identical audio
 under conflicting labels (all copies), identical audio with the same label
 (all but one copy), and a speaker found in two different given splits (all of
@@ -23,10 +25,10 @@ from typing import Any
 import polars as pl
 
 from spira_lib.config import SpiraConfig
-from spira_lib.dataset import Snapshot
+from spira_lib.dataset import REQUIRED_COLUMNS, Snapshot
 from spira_lib.hashing import sha256_hex
 from spira_lib.ports import ObjectNotFound, ObjectStore, StoreError
-from spira_lib.reasons import Problem, Reason
+from spira_lib.reasons import Problem, Reason, problem_of
 from spira_lib.validation.clip_checks import ClipCheck, audio_config_digest, check_clip
 
 _CLASS_NAMES = {0: "control", 1: "patient"}
@@ -67,7 +69,7 @@ class _Rows:
     rejected: dict[int, Problem] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("key", "sha256", "label", "age", "problem_code", "problem", "speaker_id", "split", "source_csv", "row"):
+        for name in ("key", "sha256", "size", "label", "age", "problem_code", "problem", "speaker_id", "split", "source_csv", "row"):
             setattr(self, name, self.m[name].to_list())
 
     def alive(self) -> list[int]:
@@ -82,6 +84,11 @@ def _check_metadata(rows: _Rows, cfg: SpiraConfig) -> None:
             rows.rejected[i] = Problem(Reason(rows.problem_code[i] or Reason.METADATA), rows.problem[i])
         elif rows.sha256[i] is None:
             rows.rejected[i] = Problem(Reason.MISSING_FILE, f"audio file not found: {rows.key[i]}")
+        elif rows.size[i] is not None and rows.size[i] > cfg.audio.max_file_bytes:
+            rows.rejected[i] = Problem(
+                Reason.TOO_LARGE, f"audio file is {rows.size[i] / 2**20:.0f} MB, larger than the "
+                f"{cfg.audio.max_file_mb:g} MB limit (audio.max_file_mb); it was not read",
+            )  # fmt: skip
         elif rows.age[i] is not None and not (v.min_age <= rows.age[i] <= v.max_age):
             rows.rejected[i] = Problem(Reason.BAD_AGE, f"age {rows.age[i]:g} is outside the accepted range {v.min_age:g}-{v.max_age:g}")
 
@@ -109,7 +116,7 @@ def _check_audio(rows: _Rows, store: ObjectStore, cfg: SpiraConfig, clip_cache: 
         except ObjectNotFound:
             return sha, Problem(Reason.MISSING_FILE, f"audio file disappeared after the snapshot: {key}")
         except StoreError as exc:
-            return sha, Problem(Reason.UNREADABLE, f"cannot read audio file: {exc}")
+            return sha, problem_of(exc, Reason.UNREADABLE, "cannot read audio file: ")
         if sha256_hex(data) != sha:
             return sha, Problem(Reason.CHANGED, "file changed since the snapshot (content hash differs); take a new snapshot")
         return sha, check_clip(data, cfg.audio, name=key)
@@ -202,6 +209,9 @@ def validate(
         for i, p in ordered
     ]
     ok, message = _verdict(good, quarantine, rows.m.height, cfg)
+    if not snapshot.csvs and rows.m.height == 0:
+        message = (f"no metadata rows found: there is no metadata CSV in {store.uri} (the dataset needs at least one "
+                   f"CSV file with the columns {','.join(REQUIRED_COLUMNS)})")  # fmt: skip
     return ValidationResult(good=good, quarantine=quarantine, ok=ok, message=message)
 
 

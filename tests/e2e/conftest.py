@@ -1,5 +1,7 @@
 """Real processes for the end-to-end event path: moto_server, `prefect server`, and helpers
-to run long-lived services (the S3 bridge, `deployments.serve`) as subprocesses.
+to run long-lived services (the S3 bridge, `deployments.serve`, a Prefect worker) as
+subprocesses, wire a bucket to a queue, upload a dataset and read runs back.
+Shared by test_event_path.py (`spira serve`) and test_worker_path.py (prefect.yaml + worker).
 
 Every process runs in its own session; stopping one kills its process group
 and then any descendant that escaped into a session of its own (Prefect's
@@ -8,14 +10,17 @@ runner starts flow runs that way), so a failing test leaks nothing.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import pytest
 
@@ -175,3 +180,120 @@ def in_process_clients(e2e_moto: str, e2e_prefect: str, tmp_path_factory: pytest
         mp.setenv("PREFECT_API_URL", e2e_prefect)
         with temporary_settings(updates={PREFECT_API_URL: e2e_prefect}):
             yield
+
+
+# ------------------------------------------------------------------ shared helpers of the e2e tests
+
+PREFIX = "incoming"  # the watched folder in each test's bucket
+
+
+def prefect_cli(args: list[str], env: Mapping[str, str], timeout_s: float = 180) -> subprocess.CompletedProcess:
+    """Run the `prefect` command from the repository root, as the README does."""
+    prefect_bin = Path(sys.executable).with_name("prefect")
+    cmd = [str(prefect_bin)] if prefect_bin.exists() else [sys.executable, "-m", "prefect"]
+    return subprocess.run(cmd + args, cwd=ROOT, env=dict(env), capture_output=True, text=True, timeout=timeout_s)
+
+
+def say(capsys: pytest.CaptureFixture[str], text: str) -> None:
+    with capsys.disabled():
+        print(f"\n[e2e] {text}", flush=True)
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout_s: float, services: Sequence[Service] = (), every_s: float = 1.0):
+    """Poll ``check()`` until it returns a truthy value; fail with the services' logs otherwise."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        for svc in services:
+            svc.check_running()
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            logs = "\n".join(f"--- {s.name} log:\n{s.log_tail()}" for s in services)
+            raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}\n{logs}")
+        time.sleep(every_s)
+
+
+def seconds_between(a: datetime, b: datetime | None) -> float | None:
+    return None if b is None else round((b - a).total_seconds(), 1)
+
+
+def create_bucket_and_queue(s3: Any, sqs: Any, bucket: str, queue: str) -> str:
+    """The bucket and the queue (returns its URL), not yet connected."""
+    s3.create_bucket(Bucket=bucket)
+    return sqs.create_queue(QueueName=queue, Attributes={"VisibilityTimeout": "30"})["QueueUrl"]
+
+
+def notify_queue(s3: Any, sqs: Any, bucket: str, queue_url: str) -> None:
+    """The bucket's s3:ObjectCreated:* notification to the queue (moto needs no queue policy)."""
+    arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    s3.put_bucket_notification_configuration(
+        Bucket=bucket,
+        NotificationConfiguration={"QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*"]}]},
+    )
+
+
+def upload_dataset(s3: Any, bucket: str, dataset: Path, prefix: str = PREFIX) -> datetime:
+    """Upload the dataset under the watched prefix, CSVs last (as a real upload tool would); returns the start time."""
+    files = sorted(p for p in dataset.rglob("*") if p.is_file())
+    files.sort(key=lambda p: p.suffix == ".csv")
+    started = datetime.now(timezone.utc)
+    for path in files:
+        s3.put_object(Bucket=bucket, Key=f"{prefix}/{path.relative_to(dataset).as_posix()}", Body=path.read_bytes())
+    return started
+
+
+def deployment_runs(deployment_id: uuid.UUID) -> list[Any]:
+    """The deployment's flow runs, oldest expected start first (needs in_process_clients)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    with get_client(sync_client=True) as client:
+        return client.read_flow_runs(
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])),
+            sort=FlowRunSort.EXPECTED_START_TIME_ASC,
+        )
+
+
+def finished_runs(deployment_id: uuid.UUID, n: int) -> Callable[[], list[Any] | None]:
+    """A check for wait_for: at least ``n`` runs, all in a final state."""
+
+    def check():
+        runs = deployment_runs(deployment_id)
+        return runs if len(runs) >= n and all(r.state and r.state.is_final() for r in runs) else None
+
+    return check
+
+
+def artifact_text(run_id: uuid.UUID, key: str) -> str:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        arts = client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]), key=ArtifactFilterKey(any_=[key])))
+    return "\n".join(str(a.data) for a in arts)
+
+
+def start_bridge(queue_url: str, bucket: str, api_url: str, env: Mapping[str, str], log_dir: Path) -> Service:
+    """`python -m deployments.s3_bridge` for the test's queue and bucket (short long-polls)."""
+    return start_service("bridge", [
+        "-m", "deployments.s3_bridge", "--queue-url", queue_url, "--bucket", bucket, "--prefix", PREFIX,
+        "--wait-time", "1", "--prefect-api-url", api_url,
+    ], env, log_dir)
+
+
+def fast_config_sets(overrides: Mapping[str, Any]) -> list[str]:
+    """``--set k=v`` arguments for the fast test overrides."""
+    return [a for k, v in overrides.items() for a in ("--set", f"{k}={json.dumps(v)}")]
+
+
+@pytest.fixture(scope="session")
+def e2e_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The dataset every e2e test uploads (24 clips, 2 CSVs, 6 noise files); read-only."""
+    from spira_demo import generate_demo_dataset
+
+    dataset = tmp_path_factory.mktemp("e2e-data") / "dataset"
+    generate_demo_dataset(dataset, speakers=24, seed=5)
+    return dataset

@@ -32,7 +32,28 @@ def harness():
 def _run(data: Path, reg: Path, overrides: dict, **kw) -> tuple[dict, object]:
     state = retrain_flow(data_uri=str(data), registry_uri=str(reg), overrides=overrides, return_state=True, **kw)
     assert state.is_completed(), state
-    return state.result().model_dump(), state.state_details.flow_run_id
+    return {**state.result().model_dump(), "state_message": state.message}, state.state_details.flow_run_id
+
+
+def _run_tags(flow_run_id) -> list[str]:
+    with get_client(sync_client=True) as c:
+        return list(c.read_flow_run(flow_run_id).tags)
+
+
+def _model_events(flow_run_id, timeout_s: float = 20.0) -> list:
+    """spira.model.* events related to the flow run (the server stores events in batches)."""
+    import time
+
+    from prefect.events.filters import EventFilter, EventNameFilter, EventRelatedFilter
+
+    flt = EventFilter(event=EventNameFilter(prefix=["spira.model."]), related=EventRelatedFilter(id=[f"prefect.flow-run.{flow_run_id}"]))
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with get_client(sync_client=True) as c:
+            events = c.read_events(filter=flt, limit=50).events  # the client default (100) is over the server cap
+        if events or time.monotonic() > deadline:
+            return events
+        time.sleep(0.5)
 
 
 def _artifacts(flow_run_id) -> dict:
@@ -59,6 +80,10 @@ def first(tmp_path_factory, demo_dataset, fast_overrides):
     root = tmp_path_factory.mktemp("flow")
     data, reg = root / "data", root / "reg"
     shutil.copytree(demo_dataset, data)
+    with open(data / "metadata.csv", "a") as fh:  # two bad rows whose names must never reach people
+        fh.write("audio/maria-da-silva.wav,1,F,50,2,maria-da-silva,HC-SP\n")
+        original = (data / "metadata.csv").read_text().splitlines()[1].split(",")
+        fh.write(",".join([*original[:5], "jose-souza", original[6]]) + "\n")  # the same clip listed twice
     bootstrap.forget_workspaces()
     # Count how often the run opens its workspace and decodes the ward noise.
     with mock.patch.object(bootstrap, "open_workspace", wraps=bootstrap.open_workspace) as opens, \
@@ -71,6 +96,45 @@ def first(tmp_path_factory, demo_dataset, fast_overrides):
 def test_one_run_opens_its_workspace_once_and_decodes_the_noise_once(first):
     assert first["opens"] == 1
     assert first["noise_loads"] == 1
+
+
+def test_the_outcome_shows_at_a_glance(first):
+    """State message, a tag for the runs list, and an event automations can turn into a notification."""
+    assert first["result"]["state_message"] == "promoted spira v1"
+    assert "promoted" in _run_tags(first["run_id"])
+    (event,) = _model_events(first["run_id"])
+    assert event.event == "spira.model.promoted"
+    assert event.resource.id == "spira.model.spira.v1" and event.resource["spira.version"] == "1"
+
+
+def _raw_names(data: Path) -> set[str]:
+    """Every file key and speaker id of the dataset's CSVs (the names that identify patients)."""
+    names = set()
+    for csv in data.rglob("metadata.csv"):
+        folder = csv.parent.relative_to(data).as_posix()
+        for row in pl.read_csv(csv, infer_schema_length=0).iter_rows(named=True):
+            names.add(f"{folder}/{row['file_path']}".removeprefix("./"))
+            names.add(row["speaker_id"])
+    return names
+
+
+def test_no_artifact_or_log_line_of_a_run_shows_a_raw_name(first):
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    with get_client(sync_client=True) as c:
+        logs = c.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[first["run_id"]])))
+        task_names = [r.name for r in c.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[first["run_id"]])))]
+    texts = [str(a.data) for group in _artifacts(first["run_id"]).values() for a in group]
+    texts += [a.description or "" for group in _artifacts(first["run_id"]).values() for a in group]
+    texts += [log.message for log in logs] + task_names
+    names = _raw_names(first["data"])
+    assert len(names) > 60 and {"maria-da-silva", "audio/maria-da-silva.wav"} <= names
+    leaks = sorted({n for n in names for t in texts if n in t})
+    assert not leaks, leaks[:10]
+    # The quarantine is still there for people, under pseudonyms, with its reasons.
+    quarantine = json.loads(_artifacts(first["run_id"])["spira-quarantine"][0].data)
+    assert len(quarantine) == 2 and all(r["file"].startswith("p-") for r in quarantine)
+    assert {r["kind"] for r in quarantine} == {"missing_file", "duplicate"} and logs
 
 
 def test_first_run_registers_and_posts_the_artifacts(first):
@@ -90,7 +154,8 @@ def test_first_run_registers_and_posts_the_artifacts(first):
     progress = [a for a in arts.get("<progress>", [])]
     assert progress and progress[0].data == 100.0
     with get_client(sync_client=True) as c:
-        assert c.read_flow_run(first["run_id"]).name.startswith("retrain-")
+        name = c.read_flow_run(first["run_id"]).name
+    assert name.startswith("retrain-") and name.endswith("-promoted-v1"), name
 
 
 def test_rerun_on_the_same_snapshot_trains_nothing(first, fast_overrides):
@@ -100,6 +165,8 @@ def test_rerun_on_the_same_snapshot_trains_nothing(first, fast_overrides):
     assert names and not any(n.startswith(("train ", "register ", "features ")) for n in names), names
     assert [v.version for v in open_registry(first["reg"]).list_versions("spira")] == [1]
     assert "Nothing to train" in _artifacts(run_id)["spira-validation-report"][0].data
+    assert result["state_message"].startswith("nothing to train: spira v1")
+    assert "skipped" in _run_tags(run_id) and _model_events(run_id, timeout_s=2) == []
 
 
 def test_added_clips_recompute_only_their_features(first, fast_overrides, tmp_path):
@@ -165,8 +232,12 @@ def test_worse_challenger_is_rejected_with_its_reason(tmp_path, fast_overrides):
         df.with_columns(flipped.cast(pl.Utf8).alias("class")).write_csv(csv)
     challenger, run_id = _run(data, reg, overrides)
     assert challenger["version"] == 2 and challenger["promoted"] is False, challenger["decision"]
-    reasons = " ".join(challenger["decision"]["reasons"])
-    assert "AUC" in reasons and "champion" in reasons.lower()
+    # It is the champion comparison, and only it, that rejected the challenger.
+    failed = [c["name"] for c in challenger["decision"]["checks"] if not c["passed"]]
+    assert failed == ["champion"], challenger["decision"]
+    assert challenger["state_message"] == "rejected spira v2: champion check"
+    assert "rejected" in _run_tags(run_id)
+    assert [e.event for e in _model_events(run_id)] == ["spira.model.rejected"]
     registry = open_registry(reg)
     assert registry.champion("spira").version == 1
     assert registry.ledger("spira")[-1]["action"] == "reject"

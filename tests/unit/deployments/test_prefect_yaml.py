@@ -32,6 +32,7 @@ ENV = {
     "SPIRA_IMAGE": "registry.example.org/spira-ct:0.1.0",
 }
 PLACEHOLDER = re.compile(r"{{\s*\$(\w+)\s*}}")
+STEP_OUTPUT = re.compile(r"{{\s*([\w-]+)\.(\w+)\s*}}")
 
 
 def deployments(flow_fn: str | None = None) -> list[dict[str, Any]]:
@@ -39,14 +40,47 @@ def deployments(flow_fn: str | None = None) -> list[dict[str, Any]]:
     return [d for d in out if flow_fn is None or d["entrypoint"].endswith(":" + flow_fn)]
 
 
-def rendered(obj: Any) -> Any:
-    """What `prefect deploy` makes of the {{ $VAR }} placeholders with ENV exported (it reads os.environ)."""
+def build_steps(dep: dict[str, Any]) -> list[dict[str, Any]]:
+    return dep.get("build") or RAW["build"]  # a deployment's own build replaces the global one
+
+
+def step_outputs(dep: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+    """The outputs of the deployment's build steps with ``env`` exported, keyed by step id as `prefect deploy` does.
+
+    (Prefect's own ``run_steps`` would also resolve Prefect variables, which needs a server.)
+    """
+    outputs: dict[str, Any] = {}
+    with mock.patch.dict(os.environ, env, clear=False):
+        for name in {T.SETTLE_ENV, T.CONFIG_ENV} - set(env):
+            os.environ.pop(name, None)
+        for step in build_steps(dep):
+            ((fqn, inputs),) = step.items()
+            inputs = dict(inputs)
+            step_id = inputs.pop("id")
+            module, fn = fqn.rsplit(".", 1)
+            outputs[step_id] = getattr(importlib.import_module(module), fn)(**apply_values(inputs, outputs))
+    return outputs
+
+
+def rendered(obj: Any, outputs: dict[str, Any] | None = None) -> Any:
+    """What `prefect deploy` makes of the {{ $VAR }} and step-output placeholders with ENV exported."""
     with mock.patch.dict(os.environ, ENV):
-        return apply_values(obj, os.environ, remove_notset=False)
+        obj = apply_values(obj, os.environ, remove_notset=False)
+    return apply_values(obj, outputs or {}, remove_notset=False) if outputs else obj
 
 
-def yaml_triggers(dep: dict[str, Any]):
-    return _initialize_deployment_triggers(dep["name"], [dict(t) for t in rendered(dep.get("triggers") or [])])
+def yaml_triggers(dep: dict[str, Any], env: dict[str, str] | None = None):
+    """The triggers as `prefect deploy` builds them: env placeholders, then build-step outputs (not in parameters)."""
+    outputs = step_outputs(dep, {**ENV, **(env or {})})
+    specs = []
+    for raw in rendered(dep.get("triggers") or []):
+        spec = dict(raw)
+        parameters = spec.pop("parameters", None)
+        spec = apply_values(spec, outputs, warn_on_notset=False)
+        if parameters is not None:
+            spec["parameters"] = parameters
+        specs.append(spec)
+    return _initialize_deployment_triggers(dep["name"], specs)
 
 
 # ------------------------------------------------------------------ prefect.yaml
@@ -57,7 +91,8 @@ def test_prefect_validates_the_file_and_builds_the_automations() -> None:
     assert {(d.name, d.entrypoint) for d in model.deployments} == {
         (target, entrypoint)
         for target in ("gpu", "local")
-        for entrypoint in ("flows/retrain.py:retrain_flow", "flows/evaluate.py:evaluate_champion_flow", "flows/rollback.py:rollback_flow")
+        for entrypoint in ("flows/retrain.py:retrain_flow", "flows/score.py:score_flow",
+                           "flows/evaluate.py:evaluate_champion_flow", "flows/rollback.py:rollback_flow")
     }
     assert {d.work_pool.name for d in model.deployments if d.name == "gpu"} == {"spira-gpu"}
     assert {d.work_pool.name for d in model.deployments if d.name == "local"} == {"spira-local"}
@@ -69,7 +104,8 @@ def test_prefect_validates_the_file_and_builds_the_automations() -> None:
 
 
 def test_entrypoints_import_and_parameters_exist() -> None:
-    names = {"retrain_flow": "spira-retrain", "evaluate_champion_flow": "spira-evaluate-champion", "rollback_flow": "spira-rollback"}
+    names = {"retrain_flow": "spira-retrain", "score_flow": "spira-score", "evaluate_champion_flow": "spira-evaluate-champion",
+             "rollback_flow": "spira-rollback"}
     for dep in deployments():
         path, fn = dep["entrypoint"].split(":")
         assert (ROOT / path).is_file(), path
@@ -88,7 +124,8 @@ def test_retrain_trigger_is_one_run_per_upload_burst(dep: dict[str, Any]) -> Non
     assert raw["expect"] == [T.EVENT_NAME]
     assert raw["for_each"] == ["s3.bucket"], "per-object bucketing would start one run per uploaded clip"
     assert raw["posture"] == "Reactive" and raw["threshold"] == 1
-    assert raw["within"] > 0 and raw["within"] == raw["schedule_after"]
+    # One deploy-time window for both: events absorbed for as long as the run waits.
+    assert raw["within"] == raw["schedule_after"] == "{{ spira-window.seconds }}"
     assert raw["match"] == {"prefect.resource.id": "{{ $SPIRA_DATA_URI }}/*"}
     assert raw["parameters"]["trigger"] == "{{ event.resource.id }}"
     assert re.fullmatch(r"{{\s*event\.id\s*\|\s*string\s*}}", raw["parameters"]["event_id"]), "event.id needs | string"
@@ -116,7 +153,8 @@ def test_only_the_gpu_trigger_is_enabled_by_default() -> None:
     assert by_name["gpu"].enabled is True
     # `deploy --all` must not train each burst twice.
     assert by_name["local"].enabled is False
-    assert by_name["gpu"].name != by_name["local"].name
+    # The README's `prefect automation resume NAME` and `spira doctor` rely on these names.
+    assert (by_name["gpu"].name, by_name["local"].name) == (T.TRIGGER_NAME, T.LOCAL_TRIGGER_NAME)
 
 
 def test_optional_schedule_is_inactive() -> None:
@@ -142,9 +180,73 @@ def test_gpu_deployments_request_a_gpu_and_run_the_dockerfile_code() -> None:
 def test_every_env_placeholder_is_checked_at_deploy_time() -> None:
     for dep in deployments():
         used = set(PLACEHOLDER.findall(yaml.safe_dump(dep)))
-        steps = dep.get("build") or RAW["build"]  # a deployment's own build replaces the global one
-        required = set(steps[0]["deployments.triggers.require_env"]["names"])
+        required = set(build_steps(dep)[0]["deployments.triggers.require_env"]["names"])
         assert used <= required, f"{dep['name']} {dep['entrypoint']}: {used - required} unset would deploy as ''"
+
+
+@pytest.mark.parametrize("dep", deployments("retrain_flow"), ids=lambda d: d["name"])
+def test_window_is_chosen_at_deploy_time(dep: dict[str, Any]) -> None:
+    """$SPIRA_SETTLE_SECONDS sets the window of every target; unset, it is the 600 s default."""
+    for env, seconds in (({}, T.DEFAULT_SETTLE_SECONDS), ({"SPIRA_SETTLE_SECONDS": "8"}, 8),
+                         ({"SPIRA_SETTLE_SECONDS": " "}, T.DEFAULT_SETTLE_SECONDS)):
+        (trig,) = yaml_triggers(dep, env)
+        assert trig.within.total_seconds() == trig.schedule_after.total_seconds() == seconds, env
+    with pytest.raises(ValueError, match="SPIRA_SETTLE_SECONDS='0' must be a positive whole number"):
+        yaml_triggers(dep, {"SPIRA_SETTLE_SECONDS": "0"})
+
+
+def test_every_step_output_placeholder_has_its_step() -> None:
+    """A deployment whose own build lacks a step would deploy the literal '{{ spira-window.seconds }}'."""
+    for dep in deployments():
+        text = yaml.safe_dump({k: v for k, v in dep.items() if k != "triggers"} | {
+            "triggers": [{k: v for k, v in t.items() if k != "parameters"} for t in dep.get("triggers") or []]})
+        used = {step for step, _ in STEP_OUTPUT.findall(text)} - {"event"}
+        ids = {inputs["id"] for step in build_steps(dep) for inputs in step.values()}
+        assert used <= ids, f"{dep['name']} {dep['entrypoint']}: steps {used - ids} missing from its build"
+        outputs = step_outputs(dep, ENV)
+        for step, key in STEP_OUTPUT.findall(text):
+            if step != "event":
+                assert key in outputs[step], f"{step}.{key}"
+
+
+@pytest.mark.parametrize("dep", [d for d in deployments() if "config_path" in (d.get("parameters") or {})],
+                         ids=lambda d: f"{d['name']}-{d['entrypoint'].split(':')[1]}")
+def test_runs_config_is_chosen_at_deploy_time(dep: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)  # `prefect deploy` runs from the repository root
+    for env, expected in (({}, None), ({"SPIRA_CONFIG": "configs/fast.yaml"}, "configs/fast.yaml")):
+        params = rendered(dep["parameters"], step_outputs(dep, {**ENV, **env}))
+        assert params.get("config_path") == expected, env
+
+
+def test_retrain_and_evaluate_take_the_deploy_time_config() -> None:
+    for fn in ("retrain_flow", "evaluate_champion_flow"):
+        assert all(d["parameters"]["config_path"] == "{{ spira-config.path }}" for d in deployments(fn)), fn
+
+
+def test_run_config_loads_the_file_at_deploy_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+    assert T.run_config(env={}) == {"path": None}
+    assert T.run_config(env={"SPIRA_CONFIG": "configs/fast.yaml"}) == {"path": "configs/fast.yaml"}
+    with pytest.raises(ValueError, match="SPIRA_CONFIG='nope.yaml': config file nope.yaml does not exist"):
+        T.run_config(env={"SPIRA_CONFIG": "nope.yaml"})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("training:\n  epochs: -3\n")
+    with pytest.raises(ValueError, match="training.epochs"):
+        T.run_config(env={"SPIRA_CONFIG": str(bad)})
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "ten", "1.5", "10m"])
+def test_settle_window_refuses_a_bad_value(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(T.SETTLE_ENV, value)
+    with pytest.raises(ValueError, match=f"{T.SETTLE_ENV}='{re.escape(value)}' must be a positive whole number"):
+        T.settle_window()
+
+
+def test_settle_window_reads_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(T.SETTLE_ENV, raising=False)
+    assert T.settle_window() == {"seconds": 600}
+    monkeypatch.setenv(T.SETTLE_ENV, " 45 ")
+    assert T.settle_window() == {"seconds": 45}
 
 
 def test_no_credentials_or_api_url_in_the_file() -> None:
@@ -278,3 +380,26 @@ def test_serve_rejects_a_bad_override_before_serving(capsys: pytest.CaptureFixtu
         assert main(["--data-uri", "s3://b/x", "--registry-uri", "s3://b/r", "--watch", "s3://other/x"]) == 2
     err = capsys.readouterr().err
     assert "training.epochs" in err and "outside --data-uri" in err
+
+
+def test_inbox_location_is_optional_and_may_not_overlap() -> None:
+    assert T.inbox_location(env={}) == {"uri": None, "pattern": T.NO_INBOX, "enabled": False}
+    env = {"SPIRA_INBOX_URI": "s3://raw/inbox", "SPIRA_DATA_URI": "s3://raw/incoming", "SPIRA_REGISTRY_URI": "s3://models/reg"}
+    assert T.inbox_location(env=env) == {"uri": "s3://raw/inbox", "pattern": "s3://raw/inbox/*", "enabled": True}
+    with pytest.raises(ValueError, match="overlaps SPIRA_DATA_URI"):
+        T.inbox_location(env={**env, "SPIRA_INBOX_URI": "s3://raw/incoming/inbox"})
+    with pytest.raises(ValueError, match="must not end with '/'"):
+        T.inbox_location(env={**env, "SPIRA_INBOX_URI": "s3://raw/inbox/"})
+
+
+def test_serve_adds_the_scoring_deployment_for_an_inbox() -> None:
+    from deployments.serve import build_deployments
+
+    deps = build_deployments("s3://bkt/data", "s3://bkt/reg", settle_seconds=5, inbox="s3://bkt/inbox/")
+    assert [d.flow_name for d in deps] == ["spira-retrain", "spira-evaluate-champion", "spira-rollback", "spira-score"]
+    score = deps[-1]
+    assert score.parameters["inbox_uri"] == "s3://bkt/inbox" and "data_uri" not in score.parameters
+    assert score.triggers[0].match.root == {"prefect.resource.id": "s3://bkt/inbox/*"}
+    assert score.triggers[0].name == "spira-score-on-upload"
+    with pytest.raises(ValueError, match="overlaps"):
+        build_deployments("s3://bkt/data", "s3://bkt/reg", settle_seconds=5, inbox="s3://bkt/data/inbox")

@@ -255,3 +255,67 @@ def test_mix_is_seeded():
 def test_mix_rejects_empty_noise():
     with pytest.raises(ValueError, match="noise recording is empty"):
         mix_at_snr(tone(0.1), np.zeros(0, np.float32), 5.0, np.random.default_rng(0))
+
+
+# --- bounded decoding: limits checked before or while decoding, never after ------------------------
+import struct  # noqa: E402
+
+from spira_lib.reasons import Reason  # noqa: E402
+
+
+def _flac_claiming(frames: int) -> bytes:
+    data = bytearray(encode(tone(0.5, sr=8000), 8000, fmt="FLAC"))
+    word = int.from_bytes(data[18:26], "big")
+    data[18:26] = ((word & ~((1 << 36) - 1)) | frames).to_bytes(8, "big")
+    return bytes(data)
+
+
+def test_a_header_claiming_days_of_audio_is_truncated_not_a_memory_error():
+    with pytest.raises(AudioError) as info:
+        read_native(_flac_claiming((1 << 36) - 1), max_seconds=60)
+    assert info.value.code is Reason.TRUNCATED and "68719476735 frames" in str(info.value)
+
+
+def test_decoding_stops_at_the_duration_limit():
+    data = encode(tone(3.0, sr=8000), 8000, subtype="PCM_16")
+    frames, _ = read_native(data, max_seconds=3.0)
+    assert len(frames) == 24000
+    with pytest.raises(AudioError, match=r"longer than the 2.5 s limit \(audio.max_clip_s\)") as info:
+        read_native(data, max_seconds=2.5)
+    assert info.value.code is Reason.TOO_LONG
+
+
+@pytest.mark.parametrize("rate, phrase", [(0, "sample rate 0 Hz"), (1, "sample rate 1 Hz is below the 4000 Hz minimum")])
+def test_a_damaged_sample_rate_is_named(rate, phrase):
+    data = bytearray(encode(tone(0.5, sr=8000), 8000, subtype="PCM_16"))
+    data[24:28] = struct.pack("<I", rate)
+    with pytest.raises(AudioError, match=phrase) as info:
+        read_native(bytes(data), min_sample_rate=4000)
+    assert info.value.code is Reason.BAD_SAMPLE_RATE
+
+
+@pytest.mark.parametrize("subtype", ["PCM_U8", "ULAW", "ALAW", "PCM_24", "DOUBLE"])
+def test_odd_wav_encodings_decode(subtype):
+    frames, sr = read_native(encode(tone(0.5, sr=8000), 8000, subtype=subtype), max_seconds=10, min_sample_rate=4000)
+    assert sr == 8000 and frames.shape == (4000, 1)
+    assert np.corrcoef(frames[:, 0], tone(0.5, sr=8000))[0, 1] > 0.99
+
+
+def test_the_limits_are_config_fields_with_checked_values():
+    from spira_lib.config import ConfigError, load_config
+
+    cfg = AudioConfig()
+    assert (cfg.max_file_mb, cfg.max_clip_s, cfg.min_sample_rate) == (200.0, 300.0, 4000)
+    assert cfg.max_file_bytes == 200 * 2**20
+    with pytest.raises(ConfigError, match="max_clip_s .* must be >= min_duration_s"):
+        load_config(None, {"audio.max_clip_s": 1.0})
+    with pytest.raises(ConfigError, match="audio.max_file_mb"):
+        load_config(None, {"audio.max_file_mb": 0})
+
+
+def test_stereo_channels_that_cancel_in_the_mono_mix_are_silent():
+    left = speechlike(1.0)
+    cfg = AudioConfig(min_duration_s=0.5)
+    problem = check_quality(np.stack([left, -left], axis=1), 16000, cfg)
+    assert problem is not None and problem.code.value == "silent" and "cancel out" in problem.message
+    assert check_quality(np.stack([left, left * 0.5], axis=1), 16000, cfg) is None

@@ -13,7 +13,7 @@ from spira_lib.model import SpiraConvV2
 from spira_lib.training import predict_arrays
 
 FEAT = FeatureConfig(n_mfcc=8, n_mels=8, hop_length=160)
-MODEL = ModelConfig(window_s=0.8, step_s=0.4, fc_hidden=12, dropout=0.3)
+MODEL = ModelConfig(arch="spiraconv_v2", window_s=0.8, step_s=0.4, fc_hidden=12, dropout=0.3)
 META = {"data_digest": "abc123", "code_version": "0.1.0", "metrics": {"roc_auc": 0.91}, "history": [{"epoch": 1}]}
 
 

@@ -18,10 +18,13 @@ from spira_lib.model import (
     window_frames,
 )
 
+# SPIRA's published SpiraConv v2 settings (no longer the defaults: model.arch is convstats).
+SPIRA = ModelConfig(arch="spiraconv_v2", fc_hidden=100, dropout=0.7, input_norm="none")
+
 
 def test_default_shape_400x40_gives_one_logit_per_window():
     torch.manual_seed(0)
-    model = SpiraConvV2(40, 400, ModelConfig()).eval()
+    model = SpiraConvV2(40, 400, SPIRA).eval()
     x = torch.randn(3, 400, 40)
     logits = model(x)
     assert logits.shape == (3,)
@@ -33,7 +36,7 @@ def test_default_shape_400x40_gives_one_logit_per_window():
 
 
 def test_parameter_count_is_sane_for_default_window():
-    model = SpiraConvV2(40, 400, ModelConfig())
+    model = SpiraConvV2(40, 400, SPIRA)
     # 400 frames -> 388 -> pool 194 -> 186 -> 93 -> 89 -> 44 -> 43; 4 channels x 43 x 40.
     assert model.flat_features == 4 * 43 * 40
     n_params = sum(p.numel() for p in model.parameters())
@@ -43,7 +46,7 @@ def test_parameter_count_is_sane_for_default_window():
 
 
 def test_fc_hidden_and_feature_count_change_the_dense_layer():
-    model = SpiraConvV2(8, 80, ModelConfig(fc_hidden=16))
+    model = SpiraConvV2(8, 80, SPIRA.model_copy(update={'fc_hidden': 16}))
     linears = [m for m in model.head if isinstance(m, torch.nn.Linear)]
     assert [(lin.in_features, lin.out_features) for lin in linears] == [(model.flat_features, 16), (16, 1)]
 
@@ -65,7 +68,7 @@ def test_wrong_input_shape_names_the_expected_shape():
 
 def test_dropout_is_active_in_train_mode_only():
     torch.manual_seed(0)
-    model = SpiraConvV2(8, 80, ModelConfig(dropout=0.5))
+    model = SpiraConvV2(8, 80, SPIRA.model_copy(update={'dropout': 0.5}))
     x = torch.randn(4, 80, 8)
     model.train()
     assert not torch.equal(model(x), model(x))

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
+import unicodedata
 from collections import Counter
 
 import pytest
@@ -110,3 +112,49 @@ def test_without_cache_every_audio_file_is_read():
     snapshot(store)
     snapshot(store)
     assert store.gets["a.wav"] == 2
+
+
+# --- files that are not what file_path promises -----------------------------------------------------
+def test_an_oversized_file_is_refused_from_the_listing_without_reading():
+    store = CountingStore(small_store())
+    snap = snapshot(store, max_file_bytes=len(wav(1)) - 1)
+    assert set(snap.manifest["problem_code"].to_list()) == {"too_large"}
+    assert "larger than the" in snap.manifest["problem"][0] and "it was not read" in snap.manifest["problem"][0]
+    assert [k for k in store.gets if k.endswith(".wav")] == []
+
+
+def test_file_path_to_a_csv_or_a_noise_recording_is_not_a_clip():
+    store = small_store()
+    store.put("noises/ward.wav", wav(9))
+    store.put("metadata.csv", csv("a.wav,1,M,50,2", "metadata.csv,0,F,30,0", "noises/ward.wav,1,F,61,3"))
+    m = snapshot(store).manifest
+    assert m["problem_code"].to_list() == [None, "bad_path", "bad_path"]
+    assert "metadata CSV" in m["problem"][1] and "noise folder" in m["problem"][2]
+
+
+def test_local_folder_unlisted_files_get_precise_reasons(tmp_path):
+    (tmp_path / "a.wav").write_bytes(wav(1))
+    (tmp_path / "folder.wav").mkdir()
+    os.mkfifo(tmp_path / "pipe.wav")
+    (tmp_path / "gone.wav").symlink_to(tmp_path / "cache" / "blob")
+    (tmp_path / ".trash").mkdir()
+    (tmp_path / ".trash" / "t.wav").write_bytes(wav(2))
+    rows = ["a.wav", "folder.wav", "pipe.wav", "gone.wav", ".trash/t.wav", "A.WAV", "never.wav"]
+    (tmp_path / "metadata.csv").write_bytes(csv(*(f"{r},1,M,50,2" for r in rows)))
+    m = snapshot(LocalFolderStore(tmp_path)).manifest
+    got = dict(zip(m["key"].to_list(), zip(m["problem_code"].to_list(), m["problem"].to_list())))
+    assert got["a.wav"] == (None, None)
+    assert got["folder.wav"][0] == "not_a_file" and "folder" in got["folder.wav"][1]
+    assert got["pipe.wav"][0] == "not_a_file" and "named pipe" in got["pipe.wav"][1]
+    assert got["gone.wav"][0] == "symlink" and "broken symbolic link" in got["gone.wav"][1]
+    assert got[".trash/t.wav"][0] == "bad_path" and "hidden folder" in got[".trash/t.wav"][1]
+    assert got["A.WAV"][0] == "missing_file" and "differ in letter case" in got["A.WAV"][1]
+    assert got["never.wav"] == ("missing_file", "audio file not found: never.wav")
+
+
+def test_a_name_in_another_unicode_form_is_the_same_file(tmp_path):
+    nfd = unicodedata.normalize("NFD", "ação.wav")
+    (tmp_path / nfd).write_bytes(wav(1))
+    (tmp_path / "metadata.csv").write_bytes(csv(f"{unicodedata.normalize('NFC', 'ação.wav')},1,M,50,2"))
+    m = snapshot(LocalFolderStore(tmp_path)).manifest
+    assert m["key"].to_list() == [nfd] and m["problem"].to_list() == [None]

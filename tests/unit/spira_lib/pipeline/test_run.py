@@ -14,6 +14,7 @@ import textwrap
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from spira_lib.bootstrap import open_registry
 from spira_lib.checkpoint import load_checkpoint
@@ -86,7 +87,13 @@ def test_force_retrains_deterministically_as_a_new_version(trained, demo_dataset
     spec = RunSpec.build(demo_dataset, trained["registry"], overrides=fast_overrides)
     result = run_pipeline(spec, force=True)
     assert result.version == 2 and not result.skipped
-    # Same seed + same data on CPU -> the same model, hence the same metrics.
+    # Same seed + same data on CPU -> the same weights, bit for bit, and so the same per-clip probabilities.
+    reg = open_registry(trained["registry"])
+    v1, v2 = (load_checkpoint(reg.load_artifact(reg.get("spira", version=v), "model.pt")) for v in (1, 2))
+    s1, s2 = v1.model.state_dict(), v2.model.state_dict()
+    assert s1.keys() == s2.keys() and all(torch.equal(s1[k], s2[k]) for k in s1)
+    p1, p2 = (json.loads(reg.load_artifact(reg.get("spira", version=v), "report.json"))["curves"]["scores"] for v in (1, 2))
+    assert p1 == p2
     assert result.metrics == trained["json"]["metrics"]
 
 

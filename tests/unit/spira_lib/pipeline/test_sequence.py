@@ -66,11 +66,15 @@ class FakeSteps:
     def promote(self, registered):
         return self._log("promote", Promoted(registered=registered, promoted=registered.compared.promote))
 
+    def hand_off(self, promoted):
+        return self._log("hand_off", None)
+
     def report(self, promoted):
         self._log("report", None)
 
 
-FULL = ["snapshot", "validate", "split", "find_trained", "features", "train", "evaluate", "compare", "register", "promote", "report"]
+FULL = ["snapshot", "validate", "split", "find_trained", "features", "train", "evaluate", "compare", "register", "promote",
+        "hand_off", "report"]
 
 
 def test_a_run_executes_every_step_in_order_and_returns_the_outcome():
@@ -79,7 +83,7 @@ def test_a_run_executes_every_step_in_order_and_returns_the_outcome():
     assert steps.calls == FULL
     assert (outcome.version, outcome.promoted, outcome.skipped, outcome.metrics) == (7, True, False, {"roc_auc": 0.9})
     assert outcome.verdict == "promoted to champion"
-    assert any(m.startswith("snapshot ssssssssssss") for m in said) and said[-1].startswith("spira v7: promoted")
+    assert any(m.startswith("snapshot ssssssssssss") for m in said) and said[-1].startswith("spira v7 is champion")
 
 
 def test_already_trained_data_stops_before_features():
@@ -102,6 +106,8 @@ def test_too_little_valid_data_reports_and_raises():
     assert steps.calls == ["snapshot", "validate", "validation_failed"]
 
 
-def test_a_rejected_model_is_registered_but_not_promoted():
-    outcome = retrain(FakeSteps(promote=False), model_name="spira")
+def test_a_rejected_model_is_registered_but_not_promoted_nor_handed_off():
+    steps = FakeSteps(promote=False)
+    outcome = retrain(steps, model_name="spira")
     assert outcome.promoted is False and outcome.verdict == "registered, not promoted"
+    assert "hand_off" not in steps.calls and "report" in steps.calls

@@ -12,7 +12,7 @@ from spira_lib.training import ArrayClipSource, ClipSource, EpochStats
 FEAT = FeatureConfig(n_mfcc=8, n_mels=8)
 
 
-MODEL = ModelConfig(window_s=0.8, step_s=0.4, fc_hidden=16, dropout=0.1)
+MODEL = ModelConfig(arch="spiraconv_v2", window_s=0.8, step_s=0.4, fc_hidden=16, dropout=0.1)
 
 
 AUG = AugmentConfig()
@@ -21,7 +21,9 @@ AUG = AugmentConfig()
 def _train_cfg(**kw) -> TrainingConfig:
     # One thread: tiny models gain nothing from two, and a shared CI box makes OpenMP barriers slow.
     base = dict(
-        epochs=6, batch_size=16, lr=5e-3, warmup_steps=3, early_stopping_patience=10, device="cpu", seed=3, threads=1
+        epochs=6, batch_size=16, lr=5e-3, warmup_steps=3, early_stopping_patience=10, device="cpu", seed=3, threads=1,
+        # SPIRA's loop (these tests pin its behaviour; the quality recipe is tested in test_quality_options.py).
+        schedule="noam", restore_best=True, mixup_alpha=0.0, windows_per_clip=3,
     )
     base.update(kw)
     return TrainingConfig(**base)

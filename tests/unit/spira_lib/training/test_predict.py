@@ -12,7 +12,7 @@ from tests.unit.spira_lib.training._helpers import FEAT, MODEL, _source
 
 
 def test_predict_averages_window_probabilities_per_file():
-    cfg = ModelConfig(window_s=0.8, step_s=0.8, fc_hidden=8)  # step == window: windows are exactly A and B
+    cfg = ModelConfig(arch="spiraconv_v2", window_s=0.8, step_s=0.8, fc_hidden=8)  # step == window: windows are exactly A and B
     torch.manual_seed(0)
     model = SpiraConvV2(8, 80, cfg).eval()
     rng = np.random.default_rng(0)
@@ -26,7 +26,7 @@ def test_predict_averages_window_probabilities_per_file():
 
 
 def test_predict_padded_mode_is_one_forward_per_file():
-    cfg = ModelConfig(mode="padded", max_duration_s=1.0, fc_hidden=8)
+    cfg = ModelConfig(arch="spiraconv_v2", mode="padded", max_duration_s=1.0, fc_hidden=8)
     torch.manual_seed(0)
     model = SpiraConvV2(8, 100, cfg).eval()
     rng = np.random.default_rng(1)

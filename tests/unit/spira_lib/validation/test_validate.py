@@ -312,3 +312,25 @@ def test_validate_local_folder_with_flac(tmp_path):
     assert result.ok
     assert [(q.file, q.kind) for q in result.quarantine] == [("audios/short.flac", "too_short")]
     assert result.good.height == 6
+
+
+def test_a_file_over_the_configured_size_limit_is_quarantined_unread():
+    big = encode(voice(91, seconds=2.0))  # 2 s of float32 at 16 kHz: 128 kB
+    store = CountingStore(dataset({"big.wav": big}, ["big.wav,1,M,40,1,sb,"]))
+    cfg = config().model_copy(update={"audio": AudioConfig(min_duration_s=0.5, max_file_mb=0.1)})
+    snap = snapshot(store)  # the snapshot's own limit is the default; the run's config is stricter
+    store.gets.clear()
+    result = validate(store, snap, cfg)
+    entry = next(q for q in result.quarantine if q.file == "big.wav")
+    assert entry.kind == "too_large" and "larger than the 0.1 MB limit (audio.max_file_mb)" in entry.reason
+    assert store.gets["big.wav"] == 0
+
+
+def test_limits_of_the_audio_config_reach_the_clip_checks():
+    from spira_lib.validation import check_clip
+
+    data = encode(voice(92, seconds=1.0))
+    assert check_clip(data, AudioConfig(min_duration_s=0.5, max_clip_s=0.9)).code == "too_long"
+    assert check_clip(data, AudioConfig(min_duration_s=0.5, min_sample_rate=22050)).code == "bad_sample_rate"
+    assert check_clip(data, AudioConfig(min_duration_s=0.5, max_file_mb=0.01)).code == "too_large"
+    assert check_clip(data, AudioConfig(min_duration_s=0.5)).ok
