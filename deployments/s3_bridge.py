@@ -10,6 +10,15 @@ Delivery is at-least-once end to end and duplicates are harmless:
 * an SQS message is deleted only after every event it produced was
   acknowledged by the Prefect server, so a crash or an unreachable server
   means redelivery, never loss;
+* a message that fails for a transient reason (the Prefect API is down, the
+  HEAD check of its object keeps failing with a 5xx, throttling or a reset
+  after a few retries) is left in the queue and comes back after the
+  queue's visibility timeout;
+* a message that cannot be parsed is left for the queue's dead-letter queue:
+  with a redrive policy (``maxReceiveCount``) SQS moves it there after that
+  many receives (the bridge makes it visible again at once, so that takes
+  seconds). Only a queue without a redrive policy gets poison deleted (with
+  an error in the log), so it cannot cycle forever (``poison`` setting);
 * event ids are derived from the S3 record (uuid5), so a redelivered message
   produces the same ids and the server drops the copies.
 
@@ -25,18 +34,18 @@ import logging
 import os
 import re
 import signal
+import time
 import uuid
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
-from typing import Any, AsyncContextManager, Callable, Sequence
+from typing import Any, AsyncContextManager, Callable, Literal, Sequence
 from urllib.parse import unquote_plus
 
-import boto3
 import botocore.exceptions as bexc
 from prefect.events import Event
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from spira_lib.adapters.s3 import client_config, make_s3_client
+from spira_lib.adapters.s3 import aws_session, client_config, is_transient, make_s3_client
 from spira_lib.watch import OBJECT_CREATED_EVENT, key_in_folder
 
 log = logging.getLogger("spira.s3_bridge")
@@ -50,6 +59,10 @@ EVENT_ID_NAMESPACE = uuid.UUID("6f1c3e0a-5b7d-4c1e-9a2f-53a1b2c3d4e5")
 
 class BadMessage(ValueError):
     """An SQS message body is not a usable S3 notification; the message says why."""
+
+
+class TransientFailure(RuntimeError):
+    """Handling a message failed for a reason that may pass; the message is left for redelivery."""
 
 
 @dataclass(frozen=True)
@@ -231,6 +244,8 @@ class BridgeConfig(BaseModel):
     prefix: str = ""
     wait_time_s: int = Field(20, ge=0, le=20, description="SQS long-poll wait (SQS caps it at 20)")
     max_messages: int = Field(10, ge=1, le=10, description="messages per receive (SQS caps it at 10)")
+    # Poll loops running side by side (receive the next batch while the previous one is emitted).
+    pollers: int = Field(1, ge=1, le=16)
     # Overrides the queue's visibility timeout for received messages (time to emit before redelivery).
     visibility_timeout_s: int | None = Field(None, ge=0, le=43200)
     event_name: str = Field(DEFAULT_EVENT_NAME, min_length=1)
@@ -243,6 +258,13 @@ class BridgeConfig(BaseModel):
     region: str | None = Field(default_factory=lambda: _env_first("AWS_DEFAULT_REGION", "AWS_REGION"))
     # HEAD each object before emitting and skip it if it was deleted meanwhile.
     check_exists: bool = True
+    # Attempts of a HEAD that fails transiently (5xx, throttling, reset, timeout) before the message is left.
+    head_attempts: int = Field(3, ge=1, le=10)
+    # First wait between HEAD attempts; doubles each time.
+    head_backoff_s: float = Field(0.5, ge=0)
+    # Unparseable messages: "auto" leaves them for the dead-letter queue when the queue has a
+    # redrive policy and deletes them otherwise; "dlq" always leaves them; "delete" always deletes.
+    poison: Literal["auto", "dlq", "delete"] = "auto"
     # Prefect API to emit to; None = the PREFECT_API_URL setting.
     prefect_api_url: str | None = None
     # Reconnection attempts of the events client before a message is left for redelivery.
@@ -279,8 +301,8 @@ class BridgeStats:
     emitted: int = 0  # events acknowledged by the Prefect server
     skipped: int = 0  # records filtered out (bucket, prefix, folder marker, not a create, deleted)
     deleted: int = 0  # messages removed from the queue after being handled
-    poison: int = 0  # malformed messages (also counted in deleted)
-    failed: int = 0  # messages left in the queue for redelivery
+    poison: int = 0  # malformed messages (left for the dead-letter queue, or deleted when there is none)
+    failed: int = 0  # messages left in the queue for redelivery after a transient failure
 
     def __add__(self, other: "BridgeStats") -> "BridgeStats":
         return BridgeStats(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
@@ -288,7 +310,7 @@ class BridgeStats:
 
 # ---------------------------------------------------------------- bridge
 
-EventsClientFactory = Callable[[], AsyncContextManager[Any]]
+EventsClientFactory = Callable[..., AsyncContextManager[Any]]
 
 
 def _events_client_factory(api_url: str, attempts: int) -> EventsClientFactory:
@@ -298,11 +320,14 @@ def _events_client_factory(api_url: str, attempts: int) -> EventsClientFactory:
     cloud = api_url.startswith(str(PREFECT_CLOUD_API_URL.value()))
     cls = PrefectCloudEventsClient if cloud else PrefectEventsClient
 
-    def make() -> AsyncContextManager[Any]:
-        # checkpoint_every=1: every emit waits for the server's pong, so when emit
-        # returns the event has reached the server and the message may go.
-        return cls(api_url=api_url, reconnection_attempts=attempts, checkpoint_every=1)
+    def make(batch: int = 1) -> AsyncContextManager[Any]:
+        # checkpoint_every=batch: the batch's last emit waits for the server's pong,
+        # which confirms every event sent before it (one round trip per poll, not per
+        # event); when it returns, the whole batch has reached the server and its
+        # messages may go. A dropped connection resends the unconfirmed events.
+        return cls(api_url=api_url, reconnection_attempts=attempts, checkpoint_every=max(1, batch))
 
+    make.takes_batch = True  # type: ignore[attr-defined]
     return make
 
 
@@ -319,9 +344,13 @@ class S3EventBridge:
     ) -> None:
         self.config = config
         region = config.resolved_region()
-        self._sqs = sqs_client or boto3.session.Session().client(
+        self._sqs = sqs_client or aws_session().client(
             "sqs", endpoint_url=config.sqs_endpoint_url, region_name=region, config=client_config()
         )
+        self._has_dlq: bool | None = None  # learnt from the queue's RedrivePolicy on the first poison message
+        # time.monotonic() of the first and the latest acknowledged emit (throughput figures)
+        self.first_emit_at: float | None = None
+        self.last_emit_at: float | None = None
         self._s3 = s3_client
         if self._s3 is None and config.check_exists:
             self._s3 = make_s3_client(config.s3_endpoint_url, region)
@@ -377,30 +406,78 @@ class S3EventBridge:
         return None
 
     def _object_missing(self, record: S3Record) -> bool:
-        """True only when S3 says the object is gone; any other HEAD failure forwards it anyway."""
-        try:
-            self._s3.head_object(Bucket=record.bucket, Key=record.key)
-            return False
-        except bexc.ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", ""))
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            if code in ("404", "NoSuchKey", "NotFound") or status == 404:
+        """True only when S3 says the object is gone (404).
+
+        Transient HEAD failures (5xx, throttling, resets, timeouts) are retried
+        with backoff; if they persist, TransientFailure leaves the message for
+        redelivery. A permanent non-404 error (e.g. 403: the bridge may not
+        read the bucket) cannot be fixed by waiting: the record is forwarded
+        without the check, which is an optimisation, never a gate.
+        """
+        delay = self.config.head_backoff_s
+        for attempt in range(1, self.config.head_attempts + 1):
+            try:
+                self._s3.head_object(Bucket=record.bucket, Key=record.key)
+                return False
+            except bexc.ClientError as exc:
+                code = str(exc.response.get("Error", {}).get("Code", ""))
+                status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                if code in ("404", "NoSuchKey", "NotFound") or status == 404:
+                    return True
+                if not is_transient(exc):
+                    log.warning("%s: HEAD failed (%s); forwarding without the existence check", record.uri, exc)
+                    return False
+                error: Exception = exc
+            except Exception as exc:  # noqa: BLE001 - classified below
+                if not is_transient(exc):
+                    log.warning("%s: HEAD failed (%s); forwarding without the existence check", record.uri, exc)
+                    return False
+                error = exc
+            if attempt < self.config.head_attempts:
+                log.warning("%s: HEAD failed transiently (attempt %d/%d), retrying in %.1fs: %s",
+                            record.uri, attempt, self.config.head_attempts, delay, error)
+                time.sleep(delay)
+                delay *= 2
+        raise TransientFailure(f"HEAD {record.uri} failed {self.config.head_attempts} times: {error}")
+
+    def _queue_has_dlq(self) -> bool:
+        if self._has_dlq is None:
+            try:
+                attrs = self._sqs.get_queue_attributes(QueueUrl=self.config.queue_url, AttributeNames=["RedrivePolicy"])
+                self._has_dlq = bool(attrs.get("Attributes", {}).get("RedrivePolicy"))
+            except Exception as exc:  # noqa: BLE001 - cannot tell: keep the message, never lose one
+                log.warning("cannot read the RedrivePolicy of %s (%s); leaving poison messages in the queue",
+                            self.config.queue_url, exc)
                 return True
-            log.warning("%s: HEAD failed (%s); forwarding without the existence check", record.uri, exc)
-            return False
-        except Exception as exc:  # noqa: BLE001 - the check is an optimisation, never a blocker
-            log.warning("%s: HEAD failed (%s); forwarding without the existence check", record.uri, exc)
-            return False
+            if not self._has_dlq:
+                log.error("queue %s has no redrive policy: malformed messages will be deleted. Give it a "
+                          "dead-letter queue (RedrivePolicy with maxReceiveCount) to keep them", self.config.queue_url)
+        return self._has_dlq
+
+    async def _poison(self, msg: dict[str, Any], exc: BadMessage, stats: BridgeStats) -> None:
+        msg_id = msg.get("MessageId", "?")
+        stats.poison += 1
+        mode = self.config.poison
+        keep = mode == "dlq" or (mode == "auto" and await asyncio.to_thread(self._queue_has_dlq))
+        if not keep:
+            log.error("message %s: malformed, deleting it as poison: %s", msg_id, exc)
+            await self._delete(msg, stats)
+            return
+        receives = msg.get("Attributes", {}).get("ApproximateReceiveCount", "?")
+        log.error("message %s: malformed (receive %s), leaving it for the dead-letter queue: %s", msg_id, receives, exc)
+        try:  # visible again at once: SQS moves it to the DLQ after maxReceiveCount receives
+            await asyncio.to_thread(self._sqs.change_message_visibility, QueueUrl=self.config.queue_url,
+                                    ReceiptHandle=msg["ReceiptHandle"], VisibilityTimeout=0)
+        except Exception as err:  # noqa: BLE001 - it comes back after the visibility timeout anyway
+            log.warning("message %s: could not make it visible again: %s", msg_id, err)
 
     async def _events_for(self, msg: dict[str, Any], stats: BridgeStats) -> list[Event] | None:
-        """Events to emit for ``msg``; None when the message is already fully handled (deleted)."""
+        """Events to emit for ``msg``; None when the message is already settled (deleted or left)."""
         msg_id = msg.get("MessageId", "?")
         try:
             records = parse_s3_message(msg.get("Body", ""))
         except BadMessage as exc:
-            log.error("message %s: malformed, deleting it as poison: %s", msg_id, exc)
-            stats.poison += 1
-            await self._delete(msg, stats)
+            await self._poison(msg, exc, stats)
             return None
         if records is None:
             log.info("message %s: SNS control message, not a notification; deleting", msg_id)
@@ -414,7 +491,13 @@ class S3EventBridge:
         for record in records:
             reason = self._skip_reason(record)
             if reason is None and self.config.check_exists and self._s3 is not None:
-                if await asyncio.to_thread(self._object_missing, record):
+                try:
+                    missing = await asyncio.to_thread(self._object_missing, record)
+                except TransientFailure as exc:
+                    log.error("message %s: %s; leaving it for redelivery", msg_id, exc)
+                    stats.failed += 1
+                    return None
+                if missing:
                     reason = "object no longer exists"
             if reason is not None:
                 log.info("message %s: skip %s: %s", msg_id, record.uri, reason)
@@ -434,66 +517,96 @@ class S3EventBridge:
         stats = BridgeStats()
         messages = await asyncio.to_thread(self._receive)
         stats.received = len(messages)
-        pending: list[tuple[dict[str, Any], list[Event]]] = []
-        for msg in messages:
-            events = await self._events_for(msg, stats)
-            if events is not None:
-                pending.append((msg, events))
+        # Messages are checked side by side (HEADs in parallel threads); their events go out as one batch.
+        results = await asyncio.gather(*(self._events_for(msg, stats) for msg in messages))
+        pending = [(msg, events) for msg, events in zip(messages, results) if events is not None]
         if pending:
             await self._emit_and_delete(pending, stats)
         return stats
 
     async def _emit_and_delete(self, pending: list[tuple[dict[str, Any], list[Event]]], stats: BridgeStats) -> None:
-        done = 0  # messages whose fate is settled (emitted or given up)
-        try:
-            async with self._events_client() as client:
-                for msg, events in pending:
-                    msg_id = msg.get("MessageId", "?")
-                    try:
-                        for event in events:
-                            await client.emit(event)
-                    except Exception as exc:  # noqa: BLE001 - leave it for redelivery, keep the bridge alive
-                        left = len(pending) - done
-                        log.error("message %s: emit failed, leaving it and %d later message(s) of this batch "
-                                  "for redelivery: %s", msg_id, left - 1, exc)
-                        stats.failed += left
-                        done = len(pending)
-                        break
-                    for event in events:
-                        log.info("message %s: forwarded %s as event %s (%s)", msg_id,
-                                 event.resource.id, event.id, event.event)
-                    stats.emitted += len(events)
-                    await self._delete(msg, stats)
-                    done += 1
-        except Exception as exc:  # noqa: BLE001 - e.g. the Prefect server is unreachable
-            left = len(pending) - done
-            if left:
-                log.error("cannot reach the Prefect events API, leaving %d message(s) for redelivery: %s", left, exc)
-                stats.failed += left
-            else:
-                log.warning("closing the Prefect events client failed after all events were sent: %s", exc)
+        """Emit every event of the batch, then delete its messages; on any failure leave them all.
 
-    async def run(self, stop: asyncio.Event | None = None, max_polls: int | None = None) -> BridgeStats:
-        """Poll until ``stop`` is set or ``max_polls`` polls were made; returns the totals.
-
-        A stop request is noticed between polls, so within ``wait_time_s``.
+        All or nothing: a message is deleted only once the server confirmed all
+        events of the batch; after a failure every message comes back, and the
+        events already sent are dropped as duplicates by id.
         """
-        total = BridgeStats()
-        polls = 0
-        backoff = self.config.error_backoff_s
-        log.info("bridge started: queue=%s buckets=%s prefix=%r event=%s", self.config.queue_url,
-                 list(self.config.buckets) or "any", self.config.prefix, self.config.event_name)
-        while (stop is None or not stop.is_set()) and (max_polls is None or polls < max_polls):
-            polls += 1
+        events = [event for _, evs in pending for event in evs]
+        factory = self._events_client
+        try:
+            client_cm = factory(len(events)) if getattr(factory, "takes_batch", False) else factory()
+            async with client_cm as client:
+                for event in events:
+                    await client.emit(event)
+        except Exception as exc:  # noqa: BLE001 - e.g. the Prefect server is unreachable: leave for redelivery
+            log.error("emitting %d event(s) failed, leaving %d message(s) for redelivery: %s",
+                      len(events), len(pending), exc)
+            stats.failed += len(pending)
+            return
+        for msg, evs in pending:
+            for event in evs:
+                log.info("message %s: forwarded %s as event %s (%s)", msg.get("MessageId", "?"),
+                         event.resource.id, event.id, event.event)
+        stats.emitted += len(events)
+        self.last_emit_at = time.monotonic()
+        if self.first_emit_at is None:
+            self.first_emit_at = self.last_emit_at
+        await self._delete_all([msg for msg, _ in pending], stats)
+
+    async def _delete_all(self, messages: list[dict[str, Any]], stats: BridgeStats) -> None:
+        """Delete handled messages, up to 10 per request; a failed delete only means a harmless redelivery."""
+        batch_delete = getattr(self._sqs, "delete_message_batch", None)
+        if batch_delete is None:
+            for msg in messages:
+                await self._delete(msg, stats)
+            return
+        for start in range(0, len(messages), 10):
+            chunk = messages[start:start + 10]
+            entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)]
             try:
-                total = total + await self.poll_once()
-                backoff = self.config.error_backoff_s
-            except Exception as exc:  # noqa: BLE001 - SQS hiccups must not kill the bridge
-                log.error("receive from %s failed, retrying in %.1fs: %s", self.config.queue_url, backoff, exc)
-                await _sleep_or_stop(backoff, stop)
-                backoff = min(60.0, max(backoff * 2, 0.1))
-        log.info("bridge stopped after %d poll(s): %s", polls, total)
-        return total
+                resp = await asyncio.to_thread(batch_delete, QueueUrl=self.config.queue_url, Entries=entries)
+            except Exception as exc:  # noqa: BLE001 - they come back; their events are deduplicated by id
+                log.warning("deleting %d handled message(s) failed (they will be redelivered): %s", len(chunk), exc)
+                continue
+            for failure in resp.get("Failed", []):
+                log.warning("handled message %s could not be deleted (it will be redelivered): %s",
+                            chunk[int(failure["Id"])].get("MessageId"), failure.get("Message"))
+            stats.deleted += len(resp.get("Successful", []))
+
+    async def run(
+        self, stop: asyncio.Event | None = None, max_polls: int | None = None, idle_polls: int | None = None
+    ) -> BridgeStats:
+        """Poll until ``stop`` is set, ``max_polls`` polls were made, or ``idle_polls`` polls in a row
+        received nothing (a drain: the queue is empty); returns the totals.
+
+        ``config.pollers`` loops poll side by side (SQS allows many consumers), so one
+        batch is received while the previous one is emitted. A stop request is
+        noticed between polls, so within ``wait_time_s``.
+        """
+        total = [BridgeStats()]
+        polls = [0]
+        log.info("bridge started: queue=%s buckets=%s prefix=%r event=%s pollers=%d", self.config.queue_url,
+                 list(self.config.buckets) or "any", self.config.prefix, self.config.event_name, self.config.pollers)
+
+        async def loop() -> None:
+            idle, backoff = 0, self.config.error_backoff_s
+            while (stop is None or not stop.is_set()) and (max_polls is None or polls[0] < max_polls):
+                polls[0] += 1
+                try:
+                    stats = await self.poll_once()
+                    total[0] = total[0] + stats
+                    backoff = self.config.error_backoff_s
+                    idle = 0 if stats.received else idle + 1
+                    if idle_polls is not None and idle >= idle_polls:
+                        return
+                except Exception as exc:  # noqa: BLE001 - SQS hiccups must not kill the bridge
+                    log.error("receive from %s failed, retrying in %.1fs: %s", self.config.queue_url, backoff, exc)
+                    await _sleep_or_stop(backoff, stop)
+                    backoff = min(60.0, max(backoff * 2, 0.1))
+
+        await asyncio.gather(*(loop() for _ in range(self.config.pollers)))
+        log.info("bridge stopped after %d poll(s): %s", polls[0], total[0])
+        return total[0]
 
 
 async def _sleep_or_stop(seconds: float, stop: asyncio.Event | None) -> None:
@@ -519,6 +632,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--event-name", default=DEFAULT_EVENT_NAME, help="Prefect event name to emit")
     p.add_argument("--wait-time", type=int, default=20, dest="wait_time_s", help="long-poll seconds (0-20)")
     p.add_argument("--max-messages", type=int, default=10, help="messages per receive (1-10)")
+    p.add_argument("--pollers", type=int, default=None, help="poll loops side by side (default 1)")
     p.add_argument("--visibility-timeout", type=int, default=None, dest="visibility_timeout_s",
                    help="seconds a received message stays hidden (default: the queue's)")
     p.add_argument("--sqs-endpoint-url", default=None, help="SQS endpoint (default: $SPIRA_SQS_ENDPOINT_URL, $AWS_ENDPOINT_URL)")
@@ -527,14 +641,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--prefect-api-url", default=None, help="Prefect API (default: the PREFECT_API_URL setting)")
     p.add_argument("--no-head-check", action="store_false", dest="check_exists",
                    help="forward without checking that the object still exists")
+    p.add_argument("--poison", choices=["auto", "dlq", "delete"], default=None,
+                   help="unparseable messages: leave them for the queue's dead-letter queue (dlq), delete them, "
+                        "or auto (dlq when the queue has a redrive policy; default)")
     p.add_argument("--max-polls", type=int, default=None, help="stop after this many polls (default: run forever)")
+    p.add_argument("--exit-when-idle", type=int, default=None, metavar="POLLS", dest="idle_polls",
+                   help="stop after this many polls in a row received nothing (drain the queue, then exit)")
+    p.add_argument("--summary", action="store_true",
+                   help="print one JSON line at exit: totals, seconds, events per second")
     p.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     return p
 
 
 _CONFIG_ARGS = (
-    "queue_url", "buckets", "prefix", "event_name", "wait_time_s", "max_messages", "visibility_timeout_s",
-    "sqs_endpoint_url", "s3_endpoint_url", "region", "prefect_api_url", "check_exists",
+    "queue_url", "buckets", "prefix", "event_name", "wait_time_s", "max_messages", "visibility_timeout_s", "pollers",
+    "sqs_endpoint_url", "s3_endpoint_url", "region", "prefect_api_url", "check_exists", "poison",
 )
 
 
@@ -557,13 +678,24 @@ def bridge_config_from_args(argv: Sequence[str] | None = None) -> BridgeConfig:
     return _config_from_namespace(parser.parse_args(argv), parser)
 
 
-async def _run_until_signalled(bridge: S3EventBridge, max_polls: int | None) -> BridgeStats:
+async def _run_until_signalled(bridge: S3EventBridge, max_polls: int | None, idle_polls: int | None = None) -> BridgeStats:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    return await bridge.run(stop=stop, max_polls=max_polls)
+    return await bridge.run(stop=stop, max_polls=max_polls, idle_polls=idle_polls)
+
+
+def summary(bridge: S3EventBridge, total: BridgeStats, seconds: float) -> dict[str, Any]:
+    """Totals and throughput of a run: events per second between the first and the last emit."""
+    span = None
+    if bridge.first_emit_at is not None and bridge.last_emit_at is not None:
+        span = bridge.last_emit_at - bridge.first_emit_at
+    rate = total.emitted / span if span else None
+    return {"stats": asdict(total), "seconds": round(seconds, 2),
+            "emit_span_s": None if span is None else round(span, 2),
+            "events_per_s": None if rate is None else round(rate, 1)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -573,12 +705,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = _config_from_namespace(ns, parser)
     logging.basicConfig(level=str(ns.log_level).upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from deployments.aws_credentials import install_block_credentials
+
+    try:
+        # $SPIRA_AWS_CREDENTIALS_BLOCK / $SPIRA_S3_BUCKET_BLOCK name a prefect-aws block; else the AWS chain.
+        install_block_credentials()
+    except Exception as exc:  # noqa: BLE001 - a named block that cannot be loaded must stop the bridge
+        log.error("cannot load the AWS credentials block: %s", exc)
+        return 2
     try:
         bridge = S3EventBridge(config)
     except ValueError as exc:
         log.error("%s", exc)
         return 2
-    asyncio.run(_run_until_signalled(bridge, ns.max_polls))
+    t0 = time.monotonic()
+    total = asyncio.run(_run_until_signalled(bridge, ns.max_polls, ns.idle_polls))
+    if ns.summary:
+        print(json.dumps(summary(bridge, total, time.monotonic() - t0)), flush=True)
     return 0
 
 

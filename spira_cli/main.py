@@ -370,6 +370,42 @@ def _hand_off(ws, name: str) -> None:
         typer.echo(f"handed off to serving: {published.uri} (MLflow version {published.version})")
 
 
+@registry_app.command("verify")
+def registry_verify(
+    registry: str = typer.Option(..., "--registry", help="Registry folder or s3://bucket/prefix."),
+    model: Optional[str] = typer.Option(None, "--model", help="Check only this model (default: every stored model)."),
+    repair: bool = typer.Option(False, "--repair", help="First delete abandoned version folders (no marker, claim expired)."),
+    as_json: bool = typer.Option(False, "--json", help="Print {model: [problems]} as JSON."),
+) -> None:
+    """Check artifacts against their markers, orphans, aliases and the ledger; exit 1 listing any problem."""
+    from spira_lib.bootstrap import open_registry
+    from spira_lib.registry import RegistryError
+    from spira_lib.registry.verify import stored_model_names, verify_registry
+
+    reg = open_registry(registry)
+    names = [model] if model else stored_model_names(reg)
+    if repair:
+        for name in names:
+            try:
+                swept = reg.sweep(name)
+            except RegistryError:
+                swept = []  # an invalid name: verify reports it below
+            for number in swept:
+                typer.echo(f"{name}: deleted abandoned version folder {number:04d}", err=True)
+    results = verify_registry(reg, names)
+    problems = sum(len(p) for p in results.values())
+    if as_json:
+        typer.echo(json.dumps(results, indent=2))
+    else:
+        for name, found in results.items():
+            typer.echo(f"{name}: {'ok' if not found else f'{len(found)} problem(s)'}")
+            for line in found:
+                typer.echo(f"  - {line}")
+        if not results:
+            typer.echo(f"no models stored under {reg.store.uri}")
+    raise typer.Exit(1 if problems else 0)
+
+
 def main() -> None:
     app()
 

@@ -9,11 +9,20 @@ variant is ``clean``, ``aug-<aug_key>-<i>`` (training noise copies) or
 ``shortcut-<key>`` (test controls with ward noise, for the shortcut check).
 Because the key is the clip's sha256, renaming or re-uploading a file reuses its
 features, and a snapshot with 5% new clips computes features for those only.
+
+Integrity: each file is a plain ``.npy`` followed by a 40-byte trailer
+(``SPIRASUM`` + the sha256 of the ``.npy`` bytes); numpy ignores bytes after
+the array, so the files stay ordinary ``.npy`` files. On read, the size the
+header implies and the checksum are checked (files written before the
+trailer existed get the size check only). ``ensure`` treats a damaged file
+as missing and recomputes it; ``get`` refuses one with ``DamagedFeatures``.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
+import threading
 import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
@@ -93,6 +102,42 @@ def _rng_for(sha: str, variant: str, salt: int = 0) -> np.random.Generator:
     return np.random.default_rng([int(sha[:15], 16), int(stable_hash(variant)[:12], 16), salt])
 
 
+# --------------------------------------------------------------------------- integrity
+
+TRAILER_MAGIC = b"SPIRASUM"
+TRAILER_LEN = len(TRAILER_MAGIC) + 32
+
+
+class DamagedFeatures(ValueError):
+    """A cached feature file is truncated, extended or corrupted; the feature step recomputes it."""
+
+
+def seal(npy: bytes) -> bytes:
+    """``.npy`` bytes with the checksum trailer appended."""
+    return npy + TRAILER_MAGIC + hashlib.sha256(npy).digest()
+
+
+def check_sealed(raw: bytes, where: str) -> None:
+    """Raise DamagedFeatures unless ``raw`` is a complete ``.npy`` whose trailer (if any) matches."""
+    try:
+        fp = io.BytesIO(raw)
+        fmt = np.lib.format
+        major, _ = fmt.read_magic(fp)
+        read_header = fmt.read_array_header_1_0 if major == 1 else fmt.read_array_header_2_0
+        shape, _, dtype = read_header(fp)
+        expected = fp.tell() + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    except Exception as exc:  # noqa: BLE001 - any parse failure means a damaged header
+        raise DamagedFeatures(f"feature file {where} is damaged: unreadable .npy header ({exc})") from None
+    if len(raw) == expected:
+        return  # written before checksums: the size is all we can check
+    if len(raw) != expected + TRAILER_LEN or raw[expected:expected + len(TRAILER_MAGIC)] != TRAILER_MAGIC:
+        raise DamagedFeatures(
+            f"feature file {where} is damaged: {len(raw)} bytes, expected {expected + TRAILER_LEN} (truncated or extended)"
+        )
+    if hashlib.sha256(raw[:expected]).digest() != raw[expected + len(TRAILER_MAGIC):]:
+        raise DamagedFeatures(f"feature file {where} is damaged: its sha256 does not match the checksum stored with it")
+
+
 # --------------------------------------------------------------------------- store
 
 
@@ -117,42 +162,71 @@ class FeatureStore:
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_bytes = cache_bytes
         self._cached = 0
+        # Local files already checked in this process, by (path, size, mtime): mmap reads stay cheap.
+        self._checked: set[tuple[str, int, int]] = set()
+        self._lock = threading.Lock()
 
     def key(self, extractor_key: str, sha: str, variant: str) -> str:
         return join_key(self.prefix, extractor_key, sha[:2], f"{sha}.{variant}.npy")
 
     def has(self, extractor_key: str, sha: str, variant: str) -> bool:
-        return self.store.exists(self.key(extractor_key, sha, variant))
+        """True when the file exists and is intact (a damaged one counts as missing, so it gets recomputed)."""
+        key = self.key(extractor_key, sha, variant)
+        try:
+            self._load(key)
+        except ObjectNotFound:
+            return False
+        except DamagedFeatures as exc:
+            log.warning("%s; recomputing it", exc)
+            with self._lock:
+                self._cache.pop(key, None)
+            return False
+        return True
 
     def put(self, extractor_key: str, sha: str, variant: str, feats: np.ndarray) -> None:
         buf = io.BytesIO()
         np.save(buf, np.ascontiguousarray(feats, dtype=np.float32), allow_pickle=False)
-        self.store.put(self.key(extractor_key, sha, variant), buf.getvalue())
+        self.store.put(self.key(extractor_key, sha, variant), seal(buf.getvalue()))
 
     def get(self, extractor_key: str, sha: str, variant: str = "clean") -> np.ndarray:
+        """The features of one clip variant; DamagedFeatures when the stored file is not intact."""
         key = self.key(extractor_key, sha, variant)
+        try:
+            return self._load(key)
+        except ObjectNotFound:
+            raise ObjectNotFound(f"features for clip {sha[:12]} ({variant}) missing at {key}") from None
+
+    def _load(self, key: str) -> np.ndarray:
         hit = self._cache.get(key)
         if hit is not None:
-            self._cache.move_to_end(key)
+            with self._lock:
+                if key in self._cache:
+                    self._cache.move_to_end(key)
             return hit
         path = self.store.local_path(key)
         if path is not None:
+            st = path.stat()
+            stamp = (str(path), st.st_size, st.st_mtime_ns)
+            if stamp not in self._checked:
+                check_sealed(path.read_bytes(), str(path))
+                self._checked.add(stamp)
             # Memory-mapped: large datasets stream from disk instead of sitting in RAM.
-            arr = np.load(path, mmap_mode="r", allow_pickle=False)
-        else:
-            try:
-                arr = np.load(io.BytesIO(self.store.get(key)), allow_pickle=False)
-            except ObjectNotFound:
-                raise ObjectNotFound(f"features for clip {sha[:12]} ({variant}) missing at {key}") from None
-            self._remember(key, arr)
+            return np.load(path, mmap_mode="r", allow_pickle=False)
+        raw = self.store.get(key)
+        check_sealed(raw, key)
+        arr = np.load(io.BytesIO(raw), allow_pickle=False)
+        self._remember(key, arr)
         return arr
 
     def _remember(self, key: str, arr: np.ndarray) -> None:
-        self._cache[key] = arr
-        self._cached += arr.nbytes
-        while self._cached > self._cache_bytes and self._cache:
-            _, old = self._cache.popitem(last=False)
-            self._cached -= old.nbytes
+        with self._lock:
+            if key in self._cache:
+                return
+            self._cache[key] = arr
+            self._cached += arr.nbytes
+            while self._cached > self._cache_bytes and self._cache:
+                _, old = self._cache.popitem(last=False)
+                self._cached -= old.nbytes
 
     def ensure(
         self,

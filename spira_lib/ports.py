@@ -16,6 +16,14 @@ class StoreError(RuntimeError):
     """A storage operation failed for a reason other than a missing key."""
 
 
+class ObjectExists(RuntimeError):
+    """A conditional create (``put(..., if_absent=True)``) found the key already taken.
+
+    Not a ``StoreError``: it is an answer, not a failure, and retrying the same
+    write cannot change it (the caller picks another key, e.g. the next version).
+    """
+
+
 class ObjectNotFound(KeyError):
     """The key does not exist in the store."""
 
@@ -36,6 +44,11 @@ class ObjectStore(Protocol):
 
     Keys are relative, '/'-separated, never start with '/'. ``put`` is atomic:
     readers see the whole new object or the old state, never a partial write.
+    ``put(..., if_absent=True)`` is a conditional create: it writes only when
+    the key does not exist yet, atomically with respect to other writers
+    (S3 ``If-None-Match: *``, a hard link locally, a lock in memory), and
+    raises :class:`ObjectExists` otherwise. Two writers racing for one key:
+    exactly one wins.
     """
 
     @property
@@ -45,7 +58,7 @@ class ObjectStore(Protocol):
 
     def get(self, key: str) -> bytes: ...
 
-    def put(self, key: str, data: bytes) -> None: ...
+    def put(self, key: str, data: bytes, *, if_absent: bool = False) -> None: ...
 
     def exists(self, key: str) -> bool: ...
 

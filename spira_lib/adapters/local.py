@@ -25,7 +25,7 @@ import unicodedata
 from pathlib import Path
 from typing import Iterator
 
-from spira_lib.ports import ObjectInfo, ObjectNotFound, StoreError, join_key
+from spira_lib.ports import ObjectExists, ObjectInfo, ObjectNotFound, StoreError, join_key
 from spira_lib.reasons import Problem, Reason, UnusableObject
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,9 @@ def _utf8(name: str) -> bool:
 
 class LocalFolderStore:
     """Keys map to files under ``root``. Writes go to a temp file then ``os.replace``,
-    so a crash never leaves a half-written object visible."""
+    so a crash never leaves a half-written object visible. A conditional create
+    (``if_absent=True``) hard-links the finished temp file to the key instead:
+    ``link`` fails atomically when the name exists, also across processes."""
 
     def __init__(self, root: str | os.PathLike) -> None:
         self.root = Path(root).expanduser().resolve()
@@ -147,7 +149,7 @@ class LocalFolderStore:
                     continue
         return None
 
-    def put(self, key: str, data: bytes) -> None:
+    def put(self, key: str, data: bytes, *, if_absent: bool = False) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -156,13 +158,37 @@ class LocalFolderStore:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
-            os.replace(tmp, path)
+            if if_absent:
+                self._link_new(tmp, path)
+            else:
+                os.replace(tmp, path)
         except BaseException:
             try:
                 os.unlink(tmp)
             except FileNotFoundError:
                 pass
             raise
+
+    @staticmethod
+    def _link_new(tmp: str, path: Path) -> None:
+        """Publish the complete ``tmp`` at ``path`` only if nothing is there (atomic, like O_EXCL)."""
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            raise ObjectExists(str(path)) from None
+        except OSError as exc:
+            raise StoreError(f"cannot create {path}: {exc}") from exc
+        os.unlink(tmp)  # the object now lives under its own name
+        try:  # make the new directory entry durable too
+            dir_fd = os.open(path.parent, os.O_RDONLY)
+        except OSError:
+            return
+        try:
+            os.fsync(dir_fd)
+        except OSError:
+            pass
+        finally:
+            os.close(dir_fd)
 
     def exists(self, key: str) -> bool:
         path = self._path(key)

@@ -6,7 +6,7 @@ import threading
 from pathlib import Path
 from typing import Iterator
 
-from spira_lib.ports import ObjectInfo, ObjectNotFound, join_key
+from spira_lib.ports import ObjectExists, ObjectInfo, ObjectNotFound, join_key
 
 # memory://name stores with the same name share contents within one process,
 # so code that reopens a store by URI sees what an earlier step wrote.
@@ -30,8 +30,15 @@ class MemoryStore:
         except KeyError:
             raise ObjectNotFound(f"{self.uri}/{key}") from None
 
-    def put(self, key: str, data: bytes) -> None:
-        self._objects[join_key(key)] = bytes(data)
+    def put(self, key: str, data: bytes, *, if_absent: bool = False) -> None:
+        key, data = join_key(key), bytes(data)
+        if not if_absent:
+            self._objects[key] = data
+            return
+        with _LOCK:  # check and set as one step: two racing creators, one winner
+            if key in self._objects:
+                raise ObjectExists(f"{self.uri}/{key}")
+            self._objects[key] = data
 
     def exists(self, key: str) -> bool:
         return join_key(key) in self._objects

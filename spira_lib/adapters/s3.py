@@ -1,10 +1,16 @@
 """ObjectStore over Amazon S3 (or any S3-compatible service: MinIO, moto).
 
 This is the only module of ``spira_lib`` allowed to import boto3. Credentials
-come from the standard AWS chain (environment, shared config, instance role);
-nothing here accepts secrets as arguments, so they never end up in configs or
-logs. The orchestration layer may inject a ready-made ``client`` instead (for
-example one built from a prefect-aws ``AwsCredentials`` block).
+come from the standard AWS chain (environment, shared config, instance role)
+by default. The orchestration layer may install a *credentials provider*
+(``set_credentials_provider``): a function returning plain session settings,
+for example read from a prefect-aws ``AwsCredentials`` block stored by
+Prefect. Secrets then live in memory only, never in configs, URIs or logs.
+It may also inject a ready-made ``client``.
+
+Conditional creates (``put(..., if_absent=True)``) use S3's
+``If-None-Match: *``: of two racing writers exactly one gets 200, the other
+412 PreconditionFailed, which becomes ``ObjectExists``.
 """
 from __future__ import annotations
 
@@ -13,14 +19,14 @@ import os
 import random
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Callable, Iterator, Mapping, TypeVar
 from urllib.parse import urlsplit
 
 import boto3
 import botocore.exceptions as bexc
 from botocore.config import Config
 
-from spira_lib.ports import ObjectInfo, ObjectNotFound, StoreError, join_key
+from spira_lib.ports import ObjectExists, ObjectInfo, ObjectNotFound, StoreError, join_key
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +49,8 @@ _TRANSIENT_CODES = frozenset(
         "InternalError",
         "ServiceUnavailable",
         "PriorRequestNotComplete",
+        # A conditional write raced a delete or another in-flight write of the key: S3 asks for a retry.
+        "ConditionalRequestConflict",
     }
 )
 _MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
@@ -83,20 +91,56 @@ def client_config(max_attempts: int = 4) -> Config:
     )
 
 
-def make_s3_client(endpoint_url: str | None = None, region: str | None = None) -> Any:
-    """An S3 client from the environment's AWS credential chain.
+# Session settings a credentials provider may return (all optional).
+SESSION_KEYS = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token", "profile_name", "region_name")
+CredentialsProvider = Callable[[], "Mapping[str, Any] | None"]
+_provider: CredentialsProvider | None = None
 
-    ``endpoint_url`` defaults to ``SPIRA_S3_ENDPOINT_URL`` then ``AWS_ENDPOINT_URL``;
-    the region to ``AWS_DEFAULT_REGION`` (``us-east-1`` when unset).
+
+def set_credentials_provider(provider: CredentialsProvider | None) -> None:
+    """Install (or with None remove) the process-wide source of AWS session settings.
+
+    ``provider()`` returns a mapping with any of ``SESSION_KEYS`` plus an
+    optional ``endpoint_url``, or None for the standard AWS chain. It is called
+    each time a client is made, so rotated secrets are picked up by new clients.
     """
-    endpoint_url = endpoint_url or os.environ.get("SPIRA_S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL") or None
-    region = region or os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "us-east-1"
+    global _provider
+    _provider = provider
+
+
+def _settings(credentials: Mapping[str, Any] | None) -> dict[str, Any]:
+    if credentials is None and _provider is not None:
+        credentials = _provider()
+    return {k: v for k, v in (credentials or {}).items() if v not in (None, "")}
+
+
+def aws_session(credentials: Mapping[str, Any] | None = None) -> Any:
+    """A boto3 session from ``credentials``, else the installed provider, else the standard AWS chain."""
+    settings = _settings(credentials)
+    return boto3.session.Session(**{k: v for k, v in settings.items() if k in SESSION_KEYS})
+
+
+def make_s3_client(
+    endpoint_url: str | None = None, region: str | None = None, *, credentials: Mapping[str, Any] | None = None
+) -> Any:
+    """An S3 client from ``credentials``, the installed provider, or the environment's AWS chain.
+
+    ``endpoint_url`` defaults to ``SPIRA_S3_ENDPOINT_URL``, then the provider's
+    ``endpoint_url``, then ``AWS_ENDPOINT_URL``; the region to the provider's,
+    then ``AWS_DEFAULT_REGION`` (``us-east-1`` when unset).
+    """
+    settings = _settings(credentials)
+    endpoint_url = (endpoint_url or os.environ.get("SPIRA_S3_ENDPOINT_URL") or settings.get("endpoint_url")
+                    or os.environ.get("AWS_ENDPOINT_URL") or None)
+    region = (region or settings.get("region_name") or os.environ.get("AWS_DEFAULT_REGION")
+              or os.environ.get("AWS_REGION") or "us-east-1")
     config = client_config()
     if endpoint_url:
         # S3-compatible servers (MinIO, moto on a plain host:port) rarely have
         # wildcard DNS for virtual-hosted buckets; path style always works.
         config = config.merge(Config(s3={"addressing_style": "path"}))
-    return boto3.session.Session().client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
+    session = boto3.session.Session(**{k: v for k, v in settings.items() if k in SESSION_KEYS})
+    return session.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:
@@ -110,10 +154,16 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
 class S3Store:
     """Keys map to ``<prefix>/<key>`` objects in ``bucket``.
 
-    Every call retries transient failures a few times with exponential backoff
-    on top of botocore's own retries. All our operations are idempotent (a
-    repeated PutObject of the same bytes or a repeated delete changes nothing),
-    so retrying writes is as safe as retrying reads. Waits are bounded:
+    Every call (get, put, exists, list, delete) retries transient failures a
+    few times with exponential backoff on top of botocore's own retries. All
+    our operations are idempotent (a repeated PutObject of the same bytes or a
+    repeated delete changes nothing), so retrying writes is as safe as
+    retrying reads. The one subtle case is a conditional create whose first
+    attempt reached S3 but whose answer was lost: the retry then gets 412, and
+    the object is read back: the same bytes mean it was our own write. Our own
+    retries matter most when an outage drains botocore's retry quota (500
+    tokens, 14 per retried 5xx/reset, 5 per throttle): botocore then stops
+    retrying and these attempts are all that is left. Waits are bounded:
     ``retry_base_delay_s * (2**attempts - 1)`` at most, capped per wait at
     ``retry_max_delay_s``.
     """
@@ -125,7 +175,7 @@ class S3Store:
         client: Any = None,
         *,
         page_size: int = 1000,
-        retry_attempts: int = 3,
+        retry_attempts: int = 5,
         retry_base_delay_s: float = 0.2,
         retry_max_delay_s: float = 2.0,
     ) -> None:
@@ -167,7 +217,7 @@ class S3Store:
         for attempt in range(1, self._attempts + 1):
             try:
                 return fn()
-            except ObjectNotFound:
+            except (ObjectNotFound, ObjectExists):
                 raise
             except Exception as exc:  # noqa: BLE001 - classified below
                 if not is_transient(exc):
@@ -201,11 +251,35 @@ class S3Store:
 
         return self._retry("read", where, read)
 
-    def put(self, key: str, data: bytes) -> None:
-        full = self._key(key)
-        # One PutObject: S3 makes the new object visible all at once, never partially.
-        self._retry("write", self._where(full),
-                    lambda: self._client.put_object(Bucket=self.bucket, Key=full, Body=bytes(data)))
+    def put(self, key: str, data: bytes, *, if_absent: bool = False) -> None:
+        full, body = self._key(key), bytes(data)
+        where = self._where(full)
+        if not if_absent:
+            # One PutObject: S3 makes the new object visible all at once, never partially.
+            self._retry("write", where, lambda: self._client.put_object(Bucket=self.bucket, Key=full, Body=body))
+            return
+        attempts = 0
+
+        def create() -> None:
+            nonlocal attempts
+            attempts += 1
+            try:
+                self._client.put_object(Bucket=self.bucket, Key=full, Body=body, IfNoneMatch="*")
+            except bexc.ClientError as exc:
+                if _error_code(exc) != "PreconditionFailed" and _http_status(exc) != 412:
+                    raise
+                if attempts > 1 and self._holds(full, body):
+                    return  # an earlier attempt of ours succeeded; only its answer was lost
+                raise ObjectExists(where) from None
+
+        self._retry("create", where, create)
+
+    def _holds(self, full: str, body: bytes) -> bool:
+        try:
+            resp = self._client.get_object(Bucket=self.bucket, Key=full)
+            return resp["Body"].read() == body
+        except Exception:  # noqa: BLE001 - cannot tell: report the key as taken
+            return False
 
     def exists(self, key: str) -> bool:
         full = self._key(key)

@@ -1,13 +1,19 @@
 """Aliases and the append-only ledger of a model, and the champion history they record.
 
-The ledger is the write-ahead log of champion changes: ``promote`` and
-``rollback`` append their entry first and move the alias pointer second. If a
-crash lands between the two, the pointer lags the ledger; ``verify`` reports
-it and the next promote/rollback rolls the pointer forward before acting.
-Readers (champion, resolve) trust the pointer and never write.
+The ledger is the write-ahead log and the source of truth of champion
+changes: ``promote`` and ``rollback`` append their entry first (a conditional
+create of the next sequence number, so concurrent writers never overwrite
+each other) and then *settle* the alias pointer: write the champion the whole
+ledger says, read the ledger again, and repeat until the two agree. Whoever
+writes the pointer last has checked it against a ledger that already held
+every entry, so racing promotions end with the pointer on the ledger's
+answer. If a crash lands between append and settle, the pointer lags the
+ledger; ``verify`` reports it and the next promote/rollback settles it
+before acting. Readers (champion, resolve) trust the pointer and never write.
 """
 from __future__ import annotations
 
+import copy
 from datetime import datetime, timezone
 from typing import Any, Callable
 
@@ -27,6 +33,8 @@ from spira_lib.registry.documents import (
 
 # Bound on how far the ledger writer walks past a stale listing before giving up.
 MAX_LEDGER_BUMPS = 1000
+# Bound on pointer rewrites while other writers keep appending.
+MAX_SETTLE_ROUNDS = 100
 
 
 def where(store: ObjectStore, key: str) -> str:
@@ -42,9 +50,14 @@ class Ledger:
         self.store = store
         self.layout = layout
         self._clock = clock
+        # Entries are immutable once created, so each is fetched once per process (verify reads afresh).
+        self._seen: dict[str, dict[str, Any]] = {}
+
+    def clock(self) -> datetime:
+        return self._clock().astimezone(timezone.utc)
 
     def now(self) -> str:
-        return self._clock().astimezone(timezone.utc).isoformat(timespec="milliseconds")
+        return self.clock().isoformat(timespec="milliseconds")
 
     # ---- aliases
 
@@ -106,25 +119,30 @@ class Ledger:
 
     def entries(self, name: str) -> list[dict[str, Any]]:
         keys, _ = self.entry_keys(name)
-        return [self.read_entry(key) for _, key in keys]
+        out = []
+        for _, key in keys:
+            entry = self._seen.get(key)
+            if entry is None:
+                entry = self._seen[key] = self.read_entry(key)
+            out.append(copy.deepcopy(entry))
+        return out
 
     def append(
         self, name: str, action: str, version: int, previous: int | None, reason: str, decision: dict | None, actor: str
     ) -> dict[str, Any]:
+        from spira_lib.registry.claims import create  # claims imports this module
+
         keys, _ = self.entry_keys(name)
         seq = keys[-1][0] + 1 if keys else 1
         for _ in range(MAX_LEDGER_BUMPS):
-            if not self.store.exists(self.layout.ledger_entry(name, seq)):
-                break
+            entry = LedgerEntry(
+                seq=seq, at=self.now(), action=action, version=version, previous=previous,
+                reason=reason, decision=None if decision is None else dict(decision), actor=actor,
+            )
+            if create(self.store, self.layout.ledger_entry(name, seq), dump(entry)):
+                return entry.model_dump(mode="json")
             seq += 1  # the listing was stale or another writer got here first: never overwrite
-        else:
-            raise RegistryError(f"cannot append to the ledger of {name!r}: {MAX_LEDGER_BUMPS} sequence numbers taken")
-        entry = LedgerEntry(
-            seq=seq, at=self.now(), action=action, version=version, previous=previous,
-            reason=reason, decision=None if decision is None else dict(decision), actor=actor,
-        )
-        self.store.put(self.layout.ledger_entry(name, seq), dump(entry))
-        return entry.model_dump(mode="json")
+        raise RegistryError(f"cannot append to the ledger of {name!r}: {MAX_LEDGER_BUMPS} sequence numbers taken")
 
     # ---- champion history
 
@@ -138,8 +156,18 @@ class Ledger:
         """Finish an interrupted promote/rollback: make the pointer match the ledger; return the champion."""
         top = history[-1] if history else None
         if top is not None and top != pointer:
-            self.write_alias(name, DEFAULT_ALIAS, top)
+            return self.settle(name)
         return top
+
+    def settle(self, name: str) -> int | None:
+        """Move the champion pointer to what the ledger says, until a re-read confirms it; return it."""
+        for _ in range(MAX_SETTLE_ROUNDS):
+            entries, history, pointer = self.champion_state(name)
+            top = history[-1] if history else None
+            if top is None or top == pointer:
+                return top
+            self.write_alias(name, DEFAULT_ALIAS, top)
+        raise RegistryError(f"the champion of {name!r} keeps changing under concurrent promotions; try again")
 
 
 def champion_history(entries: list[dict[str, Any]], pointer: int | None) -> list[int]:

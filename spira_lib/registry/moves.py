@@ -42,9 +42,10 @@ class AliasMoves:
         self.get(name, version=version)
 
     def promote(self, name: str, version: int, *, reason: str, decision: dict[str, Any] | None = None, actor: str = "spira") -> None:
-        """Make ``version`` the champion: ledger entry first, alias pointer last.
+        """Make ``version`` the champion: ledger entry first, then the pointer settles on the ledger.
 
         Promoting the current champion again is a no-op, so a retried flow does not add a second entry.
+        With concurrent promotions, the entry appended last wins, and the pointer ends there.
         """
         self._check_action(name, version, reason, actor, decision)
         _, history, pointer = self._ledger.champion_state(name)
@@ -52,7 +53,7 @@ class AliasMoves:
         if current == version:
             return
         self._ledger.append(name, "promote", version, current, reason, decision, actor)
-        self._ledger.write_alias(name, DEFAULT_ALIAS, version)
+        self._ledger.settle(name)
 
     def record_rejection(self, name: str, version: int, *, reason: str, decision: dict[str, Any] | None = None, actor: str = "spira") -> None:
         """Record that ``version`` was not promoted (ledger only; no pointer moves)."""
@@ -90,7 +91,7 @@ class AliasMoves:
         top = history[-1]
         moves = [e for e in entries if e.get("action") in ("promote", "rollback")]
         if pointer != top and moves and moves[-1].get("action") == "rollback" and moves[-1].get("version") == top:
-            self._ledger.write_alias(name, DEFAULT_ALIAS, top)
+            self._ledger.settle(name)
             return self.get(name, version=top)
         self._ledger.roll_forward(name, history, pointer)
         if len(history) < 2:
@@ -101,6 +102,6 @@ class AliasMoves:
         target = history[-2]
         mv = self.get(name, version=target)
         self._ledger.append(name, "rollback", target, top, reason, None, actor)
-        self._ledger.write_alias(name, DEFAULT_ALIAS, target)
+        self._ledger.settle(name)
         return mv
 

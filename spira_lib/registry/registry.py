@@ -6,10 +6,10 @@ is visible only once its ``version.json`` exists, so an interrupted register
 leaves an invisible folder (``verify`` reports it) and the next register skips
 its number rather than reusing it. Artifacts are re-hashed on every load.
 
-Concurrency assumption: one writer per model at a time (the Prefect deployment
-runs with concurrency limit 1). Writes still re-check existence before every
-put, so a stale listing or a stray second writer is refused (versions) or
-bumped to the next free number (ledger) instead of overwriting anything.
+Concurrent writers are safe (see ``claims``): a version number is taken by a
+conditional create of a claim object, so two runs never share one, and the
+loser takes the next number; ledger entries are appended the same way; the
+champion pointer follows the ledger (see ``ledger``).
 """
 from __future__ import annotations
 
@@ -41,6 +41,7 @@ from spira_lib.registry.documents import (
     load_object,
     validate_doc,
 )
+from spira_lib.registry.claims import VersionWriter, payload_of, sweep
 from spira_lib.registry.ledger import Ledger, where
 from spira_lib.registry.moves import AliasMoves
 
@@ -58,18 +59,6 @@ class Scan:
         return sorted(n for n, files in self.folders.items() if MARKER in files)
 
 
-def _payload(name: str, artifacts: Mapping[str, bytes]) -> dict[str, bytes]:
-    if not isinstance(artifacts, Mapping) or not artifacts:
-        raise RegistryError(f"register {name!r}: artifacts must be a non-empty dict of filename -> bytes")
-    payload: dict[str, bytes] = {}
-    for filename, data in artifacts.items():
-        check_artifact_name(filename)
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise RegistryError(f"register {name!r}: artifact {filename!r} must be bytes, got {type(data).__name__}")
-        payload[filename] = bytes(data)
-    return payload
-
-
 class ModelRegistry(AliasMoves):
     """Named models with numbered immutable versions, aliases and an append-only ledger."""
 
@@ -78,6 +67,7 @@ class ModelRegistry(AliasMoves):
         self.layout = Layout(join_key(prefix))
         self.prefix = self.layout.prefix
         self._ledger = Ledger(store, self.layout, clock or (lambda: datetime.now(timezone.utc)))
+        self._writer = VersionWriter(self)
 
     def _where(self, key: str) -> str:
         return where(self.store, key)
@@ -231,46 +221,23 @@ class ModelRegistry(AliasMoves):
         for artifacts that name their own version (a model card's lineage).
         Metadata is JSON-able (typically training_key, data_digest, config_digest,
         code_version, metrics). Nothing is written if any input is invalid.
+        Safe with concurrent writers: each gets its own number (see ``claims``).
         """
         check_name(name)
         metadata = {} if metadata is None else metadata
         check_json(metadata, "metadata", required_type=dict)
         check_text(reason, "reason")
         check_text(actor, "actor")
+        if not callable(artifacts):
+            payload_of(name, artifacts)  # refuse bad input before claiming a number
         champion = self._ledger.read_alias(name, DEFAULT_ALIAS)
-        version = self.scan(name).highest + 1
-        if callable(artifacts):
-            artifacts = artifacts(version, self._where(self.layout.version(name, version)))
-        payload = _payload(name, artifacts)
-        manifest = self._write_artifacts(name, version, payload)
-        marker = self.layout.marker(name, version)
-        if self.store.exists(marker):
-            raise RegistryError(
-                f"refusing to commit {name!r} version {version}: {self._where(marker)} appeared while "
-                "writing artifacts (another writer?); versions are never overwritten"
-            )
-        doc = {"name": name, "version": version, "created_at": self._ledger.now(), "artifacts": manifest, "metadata": metadata}
-        encoded = dump(doc)
-        self.store.put(marker, encoded)
-        self._ledger.append(name, "register", version, champion, reason, None, actor)
+        encoded = self._writer.write(name, artifacts, metadata, champion, reason, actor)
         stored = VersionDoc.model_validate(json.loads(encoded))  # what readers will see (tuples become lists)
-        return ModelVersion.from_doc(stored, self._where(self.layout.version(name, version)))
+        return ModelVersion.from_doc(stored, self._where(self.layout.version(name, stored.version)))
 
-    def _write_artifacts(self, name: str, version: int, payload: dict[str, bytes]) -> dict[str, dict[str, Any]]:
-        folder = self.layout.version(name, version)
-        # Under the single-writer assumption these keys are free; HEAD-style checks
-        # (not the listing, which may be stale) guard against overwriting anything.
-        taken = [k for k in [join_key(folder, MARKER), *(join_key(folder, f) for f in payload)] if self.store.exists(k)]
-        if taken:
-            raise RegistryError(
-                f"refusing to register {name!r} version {version}: {self._where(taken[0])} already exists "
-                "(versions are immutable; is another writer registering this model?)"
-            )
-        manifest = {}
-        for filename in sorted(payload):
-            self.store.put(join_key(folder, filename), payload[filename])
-            manifest[filename] = {"sha256": sha256_hex(payload[filename]), "size": len(payload[filename])}
-        return manifest
+    def sweep(self, name: str) -> list[int]:
+        """Delete abandoned version folders (no marker, claim lease expired); returns their numbers."""
+        return sweep(self, check_name(name), self._ledger.clock())
 
     def fsck(self, name: str) -> list[str]:
         """Human-readable problems in ``name``'s stored state; [] when it is consistent (see ``verify``)."""

@@ -170,3 +170,141 @@ def test_run_survives_receive_failures_and_honours_max_polls() -> None:
 def test_stats_add() -> None:
     total = BridgeStats(received=2, emitted=1) + BridgeStats(received=1, failed=1, poison=1)
     assert total == BridgeStats(received=3, emitted=1, failed=1, poison=1)
+
+
+# ---------------------------------------------------------------- transient failures and poison
+
+
+class FakeSQS:
+    """The SQS calls the bridge makes, over an in-memory list of messages."""
+
+    def __init__(self, bodies: list[str], redrive: bool = False) -> None:
+        self.messages = [{"MessageId": f"m{i}", "ReceiptHandle": f"r{i}", "Body": b, "Attributes": {"ApproximateReceiveCount": "1"}}
+                         for i, b in enumerate(bodies)]
+        self.redrive = redrive
+        self.deleted: list[str] = []
+        self.visibility: list[tuple[str, int]] = []
+
+    def receive_message(self, **kwargs: Any) -> dict[str, Any]:
+        return {"Messages": [m for m in self.messages if m["ReceiptHandle"] not in self.deleted]}
+
+    def delete_message(self, QueueUrl: str, ReceiptHandle: str) -> None:
+        self.deleted.append(ReceiptHandle)
+
+    def change_message_visibility(self, QueueUrl: str, ReceiptHandle: str, VisibilityTimeout: int) -> None:
+        self.visibility.append((ReceiptHandle, VisibilityTimeout))
+
+    def get_queue_attributes(self, QueueUrl: str, AttributeNames: list[str]) -> dict[str, Any]:
+        policy = json.dumps({"deadLetterTargetArn": "arn:aws:sqs:us-east-1:123456789012:dlq", "maxReceiveCount": 3})
+        return {"Attributes": {"RedrivePolicy": policy} if self.redrive else {}}
+
+
+class FakeS3:
+    """head_object fails with the given errors first, then succeeds."""
+
+    def __init__(self, failures: list[BaseException]) -> None:
+        self.failures = list(failures)
+        self.heads = 0
+
+    def head_object(self, Bucket: str, Key: str) -> dict[str, Any]:
+        self.heads += 1
+        if self.failures:
+            raise self.failures.pop(0)
+        return {}
+
+
+class FakeEvents:
+    def __init__(self) -> None:
+        self.emitted: list[Any] = []
+
+    def __call__(self) -> "FakeEvents":
+        return self
+
+    async def __aenter__(self) -> "FakeEvents":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        return None
+
+    async def emit(self, event: Any) -> None:
+        self.emitted.append(event)
+
+
+def _client_error(code: str, status: int) -> Exception:
+    import botocore.exceptions as bexc
+
+    return bexc.ClientError({"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}},
+                            "HeadObject")
+
+
+def _bridge(sqs: FakeSQS, s3: FakeS3, events: FakeEvents, **cfg: Any) -> S3EventBridge:
+    config = BridgeConfig(queue_url="q", head_backoff_s=0.001, **cfg)
+    return S3EventBridge(config, sqs_client=sqs, s3_client=s3, events_client_factory=events)
+
+
+UPLOAD = json.dumps({"Records": [aws_record("incoming/a.wav")]})
+
+
+@pytest.mark.parametrize("error", [_client_error("InternalError", 500), _client_error("SlowDown", 503),
+                                   ConnectionResetError("reset by peer"), TimeoutError("timed out")])
+def test_head_transient_error_is_retried_then_forwarded(error: Exception) -> None:
+    sqs, s3, events = FakeSQS([UPLOAD]), FakeS3([error, error]), FakeEvents()
+    stats = asyncio.run(_bridge(sqs, s3, events).poll_once())
+    assert s3.heads == 3 and len(events.emitted) == 1
+    assert stats.emitted == 1 and stats.deleted == 1 and stats.failed == 0
+
+
+def test_head_that_keeps_failing_leaves_the_message_for_redelivery() -> None:
+    sqs, events = FakeSQS([UPLOAD]), FakeEvents()
+    s3 = FakeS3([_client_error("ServiceUnavailable", 503)] * 3)
+    stats = asyncio.run(_bridge(sqs, s3, events, head_attempts=3).poll_once())
+    assert s3.heads == 3 and events.emitted == []
+    assert stats.failed == 1 and stats.deleted == 0 and sqs.deleted == []
+    # Redelivered later, when S3 answers again: forwarded and deleted.
+    stats = asyncio.run(_bridge(sqs, s3, events).poll_once())
+    assert stats.emitted == 1 and sqs.deleted == ["r0"]
+
+
+def test_head_permanent_error_forwards_without_the_check_and_404_skips() -> None:
+    sqs, events = FakeSQS([UPLOAD]), FakeEvents()
+    stats = asyncio.run(_bridge(sqs, FakeS3([_client_error("AccessDenied", 403)]), events).poll_once())
+    assert stats.emitted == 1 and stats.failed == 0
+    sqs = FakeSQS([UPLOAD])
+    stats = asyncio.run(_bridge(sqs, FakeS3([_client_error("404", 404)]), events).poll_once())
+    assert stats.skipped == 1 and stats.emitted == 0 and sqs.deleted == ["r0"]
+
+
+def test_poison_is_left_for_the_dead_letter_queue_when_the_queue_has_one() -> None:
+    sqs, events = FakeSQS(["{not json", UPLOAD], redrive=True), FakeEvents()
+    stats = asyncio.run(_bridge(sqs, FakeS3([]), events).poll_once())
+    assert stats.poison == 1 and stats.emitted == 1
+    assert sqs.deleted == ["r1"]  # only the good one
+    assert sqs.visibility == [("r0", 0)]  # back at once, so SQS redrives it after maxReceiveCount receives
+
+
+def test_poison_is_deleted_when_the_queue_has_no_dead_letter_queue() -> None:
+    sqs = FakeSQS(["{not json"], redrive=False)
+    stats = asyncio.run(_bridge(sqs, FakeS3([]), FakeEvents()).poll_once())
+    assert stats.poison == 1 and sqs.deleted == ["r0"]
+    sqs = FakeSQS(["{not json"], redrive=False)
+    stats = asyncio.run(_bridge(sqs, FakeS3([]), FakeEvents(), poison="dlq").poll_once())
+    assert stats.poison == 1 and sqs.deleted == []
+
+
+def test_run_exits_after_idle_polls_and_a_failed_batch_leaves_every_message() -> None:
+    sqs, events = FakeSQS([UPLOAD]), FakeEvents()
+    bridge = _bridge(sqs, FakeS3([]), events, check_exists=False)
+    total = asyncio.run(bridge.run(idle_polls=2, max_polls=10))
+    assert total.emitted == 1 and total.received == 1  # one busy poll, then two empty ones
+    assert bridge.first_emit_at is not None
+
+    class Broken(FakeEvents):
+        async def emit(self, event: Any) -> None:
+            if self.emitted:
+                raise ConnectionError("server went away")
+            self.emitted.append(event)
+
+    second = json.dumps({"Records": [aws_record("incoming/b.wav", sequencer="0062E99A88DC409999")]})
+    sqs = FakeSQS([UPLOAD, second])
+    stats = asyncio.run(_bridge(sqs, FakeS3([]), Broken(), check_exists=False).poll_once())
+    assert stats.failed == 2 and stats.emitted == 0 and sqs.deleted == []

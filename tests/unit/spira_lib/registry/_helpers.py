@@ -25,11 +25,11 @@ class FlakyStore:
     def get(self, key: str) -> bytes:
         return self.inner.get(key)
 
-    def put(self, key: str, data: bytes) -> None:
+    def put(self, key: str, data: bytes, *, if_absent: bool = False) -> None:
         if self.fail_next is not None and self.fail_next(key):
             self.fail_next = None
             raise OSError(f"simulated crash while writing {key}")
-        self.inner.put(key, data)
+        self.inner.put(key, data, if_absent=if_absent)
 
     def exists(self, key: str) -> bool:
         return self.inner.exists(key)
