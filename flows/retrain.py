@@ -53,6 +53,9 @@ class TaskSteps:
     def skipped(self, split: SplitRef, existing: TrainedVersion) -> None:
         t.publish_skip_report(self.spec, split, existing)
 
+    def finish_decision(self, existing: TrainedVersion) -> TrainedVersion:
+        return t.finish_decision(self.spec, existing)
+
     def features(self, split: SplitRef) -> FeaturesReady:
         """Fan the feature stage out over the flow's task runner (threads, or Dask when configured)."""
         count = feature_chunk_count(split, self.spec.config.runtime.feature_chunk_clips)
@@ -74,8 +77,8 @@ class TaskSteps:
     def promote(self, registered: Registered) -> Promoted:
         return t.promote_or_reject(self.spec, registered)
 
-    def hand_off(self, promoted: Promoted) -> PublishedModel | None:
-        return t.hand_off_to_serving(self.spec, promoted)
+    def hand_off(self) -> PublishedModel | None:
+        return t.hand_off_to_serving(self.spec)
 
     def report(self, promoted: Promoted) -> None:
         t.publish_report(self.spec, promoted)
@@ -111,8 +114,14 @@ def retrain_flow(
 def outcome_message(outcome: RunOutcome) -> str:
     """One line for the run's state: what happened to which version, and which check said no."""
     name = f"{outcome.model} v{outcome.version}"
-    if outcome.skipped:
+    if outcome.skipped and outcome.promoted is None:
         return f"nothing to train: {name} was already trained on this data"
+    if outcome.skipped:  # an earlier run registered it and stopped before the gate's decision
+        return "nothing to train; recorded the interrupted run's decision: " + _decided_message(outcome, name)
+    return _decided_message(outcome, name)
+
+
+def _decided_message(outcome: RunOutcome, name: str) -> str:
     if outcome.promoted:
         return f"promoted {name}"
     if outcome.held:
@@ -123,9 +132,10 @@ def outcome_message(outcome: RunOutcome) -> str:
 
 def finish(outcome: RunOutcome) -> State:
     """End the run so its outcome shows at a glance: a state message, a tag, and an event automations can use."""
-    verdict = "skipped" if outcome.skipped else "promoted" if outcome.promoted else "held" if outcome.held else "rejected"
+    decided = outcome.promoted is not None  # trained and decided now, or an interrupted run's decision recorded
+    verdict = "promoted" if outcome.promoted else "held" if outcome.held else "rejected" if decided else "skipped"
     mark_run([verdict], f"{verdict}-v{outcome.version}")
-    if not outcome.skipped:
+    if decided:
         emit_event(
             event=MODEL_PROMOTED_EVENT if outcome.promoted else MODEL_REJECTED_EVENT,
             resource={

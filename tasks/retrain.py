@@ -67,6 +67,14 @@ def find_trained_version(spec: RunSpec, split: SplitRef) -> TrainedVersion | Non
     return M.find_trained(spec, split)
 
 
+@task(name="finish-decision", task_run_name="record the gate decision of {spec.model_name} v{existing.version}", **UNCACHED, **RETRIED)
+def finish_decision(spec: RunSpec, existing: TrainedVersion) -> TrainedVersion:
+    """A version registered by a run that stopped before promote: record the decision stored with it."""
+    done = M.finish_decision(spec, existing, actor="prefect")
+    get_run_logger().info("v%d: %s", done.version, "promoted" if done.promoted else "held" if done.held else "rejected")
+    return done
+
+
 @task(name="extract-features", task_run_name="features {index}/{count} of split {split.split_digest:.8}", **CACHED, **RETRIED)
 def extract_features(spec: RunSpec, split: SplitRef, index: int = 0, count: int = 1) -> FeaturesReady:
     """Per-clip features for one chunk of the split; only clips the store has not seen are computed."""
@@ -115,7 +123,7 @@ def promote_or_reject(spec: RunSpec, registered: Registered) -> Promoted:
 
 
 @task(name="hand-off-to-serving", task_run_name="hand {spec.model_name} champion to serving", **UNCACHED, **RETRIED)
-def hand_off_to_serving(spec: RunSpec, promoted: Promoted) -> PublishedModel | None:
+def hand_off_to_serving(spec: RunSpec) -> PublishedModel | None:
     """The new champion to SPIRA's MLflow registry (when SPIRA_MLFLOW_TRACKING_URI is set)."""
     published = hand_off_champion(spec.workspace(), spec.model_name, spec.config.evaluation.threshold)
     if published is not None:

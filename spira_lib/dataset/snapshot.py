@@ -15,8 +15,8 @@ from spira_lib.config import AudioConfig
 from spira_lib.dataset.manifest import Snapshot, empty_manifest, manifest_digest
 from spira_lib.dataset.metadata import metadata_keys, noise_prefix, read_metadata
 from spira_lib.hashing import sha256_hex
-from spira_lib.ports import ObjectInfo, ObjectNotFound, ObjectStore, StoreError
-from spira_lib.reasons import Problem, Reason, problem_of
+from spira_lib.ports import ObjectInfo, ObjectNotFound, ObjectStore
+from spira_lib.reasons import Problem, Reason, UnusableObject, problem_of
 
 # key -> (sha256, size, problem): what hashing one referenced object found.
 _Hashed = tuple[str | None, int | None, Problem | None]
@@ -99,7 +99,9 @@ def _unlisted_problem(store: ObjectStore, key: str, listing: dict[str, ObjectInf
         store.get(key)  # nothing readable is there: the store says what is (a folder, a named pipe, a broken link)
     except ObjectNotFound:
         pass
-    except StoreError as exc:
+    # The store's verdict on the object itself; any other storage error fails the run (a retry
+    # may succeed), so a passing fault never quarantines a good clip.
+    except UnusableObject as exc:
         return problem_of(exc, Reason.UNREADABLE, f"cannot read audio file {key}: ")
     else:
         return Problem(Reason.MISSING_FILE, f"audio file {key} was not in the dataset listing (added during the snapshot?)")
@@ -139,7 +141,9 @@ def _hash_objects(
             data = store.get(key)
         except ObjectNotFound:
             return key, (None, None, Problem(Reason.MISSING_FILE, f"audio file not found: {key}"))
-        except StoreError as exc:
+        # The store's verdict on the object itself; any other storage error fails the run (a retry
+        # may succeed), so a passing fault never quarantines a good clip.
+        except UnusableObject as exc:
             return key, (None, None, problem_of(exc, Reason.UNREADABLE, f"cannot read audio file {key}: "))
         if len(data) > limit:  # grew since the listing
             return key, (None, len(data), _too_large(key, len(data), limit))

@@ -182,11 +182,20 @@ class Promoted(StepResult):
 
 
 class TrainedVersion(StepResult):
-    """A version already trained on the same data, config and code (the run then trains nothing)."""
+    """A version already trained on the same data, config and code (the run then trains nothing).
+
+    ``decided`` is False when the run that registered it stopped before the gate's decision
+    reached the ledger (killed between register and promote); the next run records it from the
+    ``decision`` stored with the version, and ``promoted``/``held`` then say how it ended.
+    """
 
     version: int
     uri: str
     metrics: dict[str, Any]
+    decided: bool = True
+    decision: dict[str, Any] = Field(default_factory=dict)
+    promoted: bool | None = None
+    held: bool = False
 
 
 class RunOutcome(StepResult):
@@ -205,7 +214,7 @@ class RunOutcome(StepResult):
 
     @property
     def verdict(self) -> str:
-        if self.skipped:
+        if self.skipped and self.promoted is None:
             return "already trained (nothing to do)"
         if self.held:
             return "registered, held as challenger until shadow scoring confirms it"

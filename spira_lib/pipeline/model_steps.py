@@ -50,7 +50,27 @@ def find_trained(spec: RunSpec, split: SplitRef) -> TrainedVersion | None:
     if spec.model_name not in reg.list_models():
         return None
     mv = reg.find_by_training_key(spec.model_name, training_key(split.split_digest, spec.config))
-    return None if mv is None else TrainedVersion(version=mv.version, uri=mv.uri, metrics=mv.metadata.get("metrics", {}))
+    if mv is None:
+        return None
+    decided = any(e.get("version") == mv.version and e.get("action") in DECISIONS for e in reg.ledger(spec.model_name))
+    return TrainedVersion(version=mv.version, uri=mv.uri, metrics=mv.metadata.get("metrics", {}), decided=decided,
+                          decision=mv.metadata.get("decision") or {})
+
+
+# Ledger actions that record the gate's decision on a version.
+DECISIONS = ("promote", "reject", "hold")
+
+
+def finish_decision(spec: RunSpec, existing: TrainedVersion, *, actor: str = "spira") -> TrainedVersion:
+    """Record the gate decision of a version whose run stopped between register and promote.
+
+    The decision is the one stored with the version at registration, applied by the same rule as
+    ``promote_step`` (the champion may have moved since: the comparison is not redone).
+    """
+    if existing.decided:
+        return existing
+    promoted, held = _apply_decision(spec, existing.version, existing.decision, actor)
+    return existing.model_copy(update={"decided": True, "promoted": promoted, "held": held})
 
 
 def train_step(
@@ -222,19 +242,27 @@ def promote_step(spec: RunSpec, registered: Registered, *, actor: str = "spira")
     gate asks for shadow evidence (``gate.min_shadow_clips``) and a champion exists, a passing version is
     held as the challenger instead; the scoring flow promotes it once the evidence is there.
     """
-    reg, name, gate = spec.workspace().registry, spec.model_name, spec.config.gate
-    decision = registered.compared.decision
-    reason = "; ".join(decision.get("reasons", [])[:6]) or "no reasons recorded"
-    current = reg.champion(name)
+    current = spec.workspace().registry.champion(spec.model_name)
     if current is not None and current.version == registered.version:
         return Promoted(registered=registered, promoted=True, already=True)
+    promoted, held = _apply_decision(spec, registered.version, registered.compared.decision, actor)
+    return Promoted(registered=registered, promoted=promoted, held=held)
+
+
+def _apply_decision(spec: RunSpec, version: int, decision: dict, actor: str) -> tuple[bool, bool]:
+    """(promoted, held) after writing the gate's decision on ``version`` to the registry."""
+    reg, name, gate = spec.workspace().registry, spec.model_name, spec.config.gate
+    reason = "; ".join(decision.get("reasons", [])[:6]) or "no reasons recorded"
+    current = reg.champion(name)
+    if current is not None and current.version == version:
+        return True, False
     if decision.get("promote") and (current is None or gate.min_shadow_clips == 0):
-        reg.promote(name, registered.version, reason=reason, decision=decision, actor=actor)
-        return Promoted(registered=registered, promoted=True)
+        reg.promote(name, version, reason=reason, decision=decision, actor=actor)
+        return True, False
     if decision.get("promote"):
         held = f"gate passed; held as challenger until it has scored {gate.min_shadow_clips} clips in shadow"
-        reg.hold(name, registered.version, reason=f"{held}; {reason}", decision=decision, actor=actor)
-        return Promoted(registered=registered, promoted=False, held=True)
-    reg.record_rejection(name, registered.version, reason=reason, decision=decision, actor=actor)
-    reg.set_alias(name, CHALLENGER_ALIAS, registered.version)
-    return Promoted(registered=registered, promoted=False)
+        reg.hold(name, version, reason=f"{held}; {reason}", decision=decision, actor=actor)
+        return False, True
+    reg.record_rejection(name, version, reason=reason, decision=decision, actor=actor)
+    reg.set_alias(name, CHALLENGER_ALIAS, version)
+    return False, False

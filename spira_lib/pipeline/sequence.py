@@ -35,13 +35,14 @@ class Steps(Protocol):
     def split(self, validated: Validated) -> SplitRef: ...
     def find_trained(self, split: SplitRef) -> TrainedVersion | None: ...
     def skipped(self, split: SplitRef, existing: TrainedVersion) -> None: ...
+    def finish_decision(self, existing: TrainedVersion) -> TrainedVersion: ...
     def features(self, split: SplitRef) -> FeaturesReady: ...
     def train(self, split: SplitRef, features: FeaturesReady) -> Trained: ...
     def evaluate(self, trained: Trained) -> Evaluated: ...
     def compare(self, evaluated: Evaluated) -> Compared: ...
     def register(self, compared: Compared) -> Registered: ...
     def promote(self, registered: Registered) -> Promoted: ...
-    def hand_off(self, promoted: Promoted) -> PublishedModel | None: ...
+    def hand_off(self) -> PublishedModel | None: ...
     def report(self, promoted: Promoted) -> None: ...
 
 
@@ -59,13 +60,9 @@ def retrain(steps: Steps, *, model_name: str, force: bool = False, say: Say = la
     say(split.describe())
     existing = None if force else steps.find_trained(split)
     if existing is not None:
-        say(f"split {split.split_digest[:12]} of snapshot {split.snapshot_digest[:12]} was already trained with this "
-            f"config and code: {model_name} v{existing.version}; nothing to do")
-        steps.skipped(split, existing)
-        return RunOutcome(model=model_name, version=existing.version, skipped=True, promoted=None,
-                          metrics=existing.metrics, uri=existing.uri, seconds=round(time.perf_counter() - t0, 2))
+        return _already_trained(steps, split, existing, model_name, say, t0)
     promoted = _train_and_decide(steps, split, say)
-    published = steps.hand_off(promoted) if promoted.promoted else None
+    published = steps.hand_off() if promoted.promoted else None
     if published is not None:
         say(f"handed off to serving: {published.uri} (version {published.version} at {published.location})")
     steps.report(promoted)
@@ -76,6 +73,23 @@ def retrain(steps: Steps, *, model_name: str, force: bool = False, say: Say = la
         metrics=compared.evaluated.metrics, decision=compared.decision, uri=registered.uri,
         seconds=round(time.perf_counter() - t0, 2), held=promoted.held, served=None if published is None else published.uri,
     )
+
+
+def _already_trained(steps: Steps, split: SplitRef, existing: TrainedVersion, model_name: str, say: Say, t0: float) -> RunOutcome:
+    """Nothing to train. A version whose run died before its gate decision gets that decision now."""
+    say(f"split {split.split_digest[:12]} of snapshot {split.snapshot_digest[:12]} was already trained with this "
+        f"config and code: {model_name} v{existing.version}; nothing to train")
+    published, finished = None, not existing.decided
+    if finished:
+        say(f"{model_name} v{existing.version} was registered by a run that stopped before its gate decision was "
+            "recorded; recording the decision stored with it")
+        existing = steps.finish_decision(existing)
+        published = steps.hand_off() if existing.promoted else None
+    steps.skipped(split, existing)
+    return RunOutcome(model=model_name, version=existing.version, skipped=True, promoted=existing.promoted,
+                      metrics=existing.metrics, decision=existing.decision if finished else None, uri=existing.uri,
+                      seconds=round(time.perf_counter() - t0, 2), held=existing.held,
+                      served=None if published is None else published.uri)
 
 
 def _train_and_decide(steps: Steps, split: SplitRef, say: Say) -> Promoted:
@@ -116,6 +130,9 @@ class LocalSteps:
     def skipped(self, split: SplitRef, existing: TrainedVersion) -> None:
         pass
 
+    def finish_decision(self, existing: TrainedVersion) -> TrainedVersion:
+        return M.finish_decision(self.spec, existing)
+
     def features(self, split: SplitRef) -> FeaturesReady:
         return D.features_step(self.spec, split)
 
@@ -134,7 +151,7 @@ class LocalSteps:
     def promote(self, registered: Registered) -> Promoted:
         return M.promote_step(self.spec, registered)
 
-    def hand_off(self, promoted: Promoted) -> PublishedModel | None:
+    def hand_off(self) -> PublishedModel | None:
         return hand_off_champion(self.spec.workspace(), self.spec.model_name, self.spec.config.evaluation.threshold)
 
     def report(self, promoted: Promoted) -> None:

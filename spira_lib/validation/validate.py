@@ -27,8 +27,8 @@ import polars as pl
 from spira_lib.config import SpiraConfig
 from spira_lib.dataset import REQUIRED_COLUMNS, Snapshot
 from spira_lib.hashing import sha256_hex
-from spira_lib.ports import ObjectNotFound, ObjectStore, StoreError
-from spira_lib.reasons import Problem, Reason, problem_of
+from spira_lib.ports import ObjectNotFound, ObjectStore
+from spira_lib.reasons import Problem, Reason, UnusableObject, problem_of
 from spira_lib.validation.clip_checks import ClipCheck, audio_config_digest, check_clip
 
 _CLASS_NAMES = {0: "control", 1: "patient"}
@@ -115,7 +115,9 @@ def _check_audio(rows: _Rows, store: ObjectStore, cfg: SpiraConfig, clip_cache: 
             data = store.get(key)
         except ObjectNotFound:
             return sha, Problem(Reason.MISSING_FILE, f"audio file disappeared after the snapshot: {key}")
-        except StoreError as exc:
+        # The store's verdict on the object itself; any other storage error fails the run (a retry
+        # may succeed), so a passing fault never quarantines a good clip.
+        except UnusableObject as exc:
             return sha, problem_of(exc, Reason.UNREADABLE, "cannot read audio file: ")
         if sha256_hex(data) != sha:
             return sha, Problem(Reason.CHANGED, "file changed since the snapshot (content hash differs); take a new snapshot")

@@ -291,9 +291,12 @@ def fast_config_sets(overrides: Mapping[str, Any]) -> list[str]:
 
 @pytest.fixture(scope="session")
 def e2e_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The dataset every e2e test uploads (24 clips, 2 CSVs, 6 noise files); read-only."""
+    """The dataset every e2e test uploads (the shared demo set's recipe: 40 clips, 2 CSVs, 6 noise files); read-only.
+
+    Clearly separated classes, so the first run's v1 earns its promotion under the shipped gate."""
     from spira_demo import generate_demo_dataset
+    from tests.conftest import DEMO_SPEAKERS
 
     dataset = tmp_path_factory.mktemp("e2e-data") / "dataset"
-    generate_demo_dataset(dataset, speakers=24, seed=5)
+    generate_demo_dataset(dataset, speakers=DEMO_SPEAKERS, seed=11, separation="clear")
     return dataset

@@ -21,6 +21,8 @@ from typing import Any, Iterator
 
 import pytest
 
+from tests.conftest import DEMO_SPEAKERS
+
 from tests.e2e.conftest import (
     PREFIX,
     Service,
@@ -85,7 +87,8 @@ def test_prefect_deploy_all_against_a_real_server(e2e_prefect: str, tmp_path: Pa
         assert gpu.parameters["registry_uri"] == f"s3://{bucket}/registry"
         assert gpu.job_variables["image"] == "registry.example.org/spira-ct:0.1.0"
         assert gpu.job_variables["container_create_kwargs"]["device_requests"][0]["capabilities"] == [["gpu"]]
-        assert gpu.pull_steps == [{"prefect.deployments.steps.set_working_directory": {"directory": "/opt/spira"}}]
+        assert gpu.pull_steps == [{"prefect.deployments.steps.set_working_directory": {"directory": "/opt/spira"}},
+                                  {"deployments.aws_credentials.pull_step": {}}]
         assert gpu.global_concurrency_limit is not None and gpu.global_concurrency_limit.limit == 1
         assert gpu.concurrency_options.collision_strategy.value == "ENQUEUE"
         assert [s.active for s in gpu.schedules] == [False]
@@ -216,7 +219,7 @@ def test_upload_burst_gives_one_run_that_promotes_v1(stack: Stack, first_burst: 
 
     n_clips = sum(1 for p in stack.dataset.rglob("*") if p.suffix in (".wav", ".flac") and "noises" not in p.parts)
     trained_on = manifest_from_bytes(reg.load_artifact(reg.get(MODEL, version=1), "split.parquet"))
-    assert trained_on.height == n_clips == 24
+    assert trained_on.height == n_clips == DEMO_SPEAKERS
     assert artifact_text(run.id, "spira-validation-report"), "no validation report artifact"
 
     promoted_at = datetime.fromisoformat(promote[0]["at"])

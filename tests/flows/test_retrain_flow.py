@@ -262,3 +262,15 @@ def test_event_parameters_must_point_inside_the_watched_dataset():
         check_trigger("s3://bucket/spira-other/a.wav", "s3://bucket/spira")
     with pytest.raises(ValueError, match="outside"):
         check_trigger("s3://other/spira/a.wav", "s3://bucket/spira")
+
+
+def test_the_state_message_of_a_run_that_recorded_an_interrupted_decision():
+    from flows.retrain import outcome_message
+    from spira_lib.pipeline.contract import RunOutcome
+
+    plain = RunOutcome(model="spira", version=4, skipped=True, promoted=None, metrics={})
+    assert outcome_message(plain) == "nothing to train: spira v4 was already trained on this data"
+    finished = plain.model_copy(update={"promoted": True})
+    assert outcome_message(finished) == "nothing to train; recorded the interrupted run's decision: promoted spira v4"
+    rejected = plain.model_copy(update={"promoted": False, "decision": {"checks": [{"name": "champion", "passed": False}]}})
+    assert outcome_message(rejected) == "nothing to train; recorded the interrupted run's decision: rejected spira v4: champion check"

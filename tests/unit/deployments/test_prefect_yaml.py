@@ -170,8 +170,12 @@ def test_gpu_deployments_request_a_gpu_and_run_the_dockerfile_code() -> None:
         assert jv["image"] == "{{ $SPIRA_IMAGE }}"
         (req,) = jv["container_create_kwargs"]["device_requests"]
         assert req["driver"] == "nvidia" and req["capabilities"] == [["gpu"]] and req["count"] != 0
-        (step,) = dep["pull"]
+        step, credentials = dep["pull"]
         assert step["prefect.deployments.steps.set_working_directory"]["directory"] == workdir
+        # Credentials from a prefect-aws block named in the environment; the step must import in the image.
+        (path,) = credentials
+        module, func = path.rsplit(".", 1)
+        assert callable(getattr(importlib.import_module(module), func))
     (retrain,) = [d for d in deployments("retrain_flow") if d["name"] == "gpu"]
     # Without a GPU (e.g. the pool-template trap) the run must fail, not train on CPU.
     assert retrain["parameters"]["overrides"] == {"training.device": "cuda"}

@@ -66,7 +66,11 @@ class FakeSteps:
     def promote(self, registered):
         return self._log("promote", Promoted(registered=registered, promoted=registered.compared.promote))
 
-    def hand_off(self, promoted):
+    def finish_decision(self, existing):
+        promoted = bool(existing.decision.get("promote"))
+        return self._log("finish_decision", existing.model_copy(update={"decided": True, "promoted": promoted}))
+
+    def hand_off(self):
         return self._log("hand_off", None)
 
     def report(self, promoted):
@@ -111,3 +115,18 @@ def test_a_rejected_model_is_registered_but_not_promoted_nor_handed_off():
     outcome = retrain(steps, model_name="spira")
     assert outcome.promoted is False and outcome.verdict == "registered, not promoted"
     assert "hand_off" not in steps.calls and "report" in steps.calls
+
+
+@pytest.mark.parametrize("promote", [True, False])
+def test_a_version_registered_by_an_interrupted_run_gets_its_decision_recorded(promote):
+    """Killed between register and promote: the re-run trains nothing but records the stored decision."""
+    undecided = TrainedVersion(version=3, uri="u3", metrics={"roc_auc": 0.8}, decided=False,
+                               decision={"promote": promote, "reasons": ["why"], "checks": []})
+    steps, said = FakeSteps(existing=undecided), []
+    outcome = retrain(steps, model_name="spira", say=said.append)
+    handed = ["hand_off"] if promote else []
+    assert steps.calls == ["snapshot", "validate", "split", "find_trained", "finish_decision", *handed, "skipped"]
+    assert outcome.skipped and outcome.version == 3 and outcome.promoted is promote
+    assert outcome.decision == undecided.decision
+    assert outcome.verdict == ("promoted to champion" if promote else "registered, not promoted")
+    assert any("stopped before its gate decision" in m for m in said)
