@@ -21,6 +21,8 @@ from spira_lib.pipeline.contract import (
 from spira_lib.pipeline.data_steps import feature_chunk_count, merge_features
 from spira_lib.ports import PublishedModel
 from spira_lib.watch import MODEL_PROMOTED_EVENT, MODEL_REJECTED_EVENT, model_resource_id
+from spira_lib.monitoring.run import DriftCheck
+from tasks import drift as d
 from tasks import retrain as t
 
 
@@ -52,6 +54,9 @@ class TaskSteps:
 
     def skipped(self, split: SplitRef, existing: TrainedVersion) -> None:
         t.publish_skip_report(self.spec, split, existing)
+
+    def drift(self, split: SplitRef) -> DriftCheck:
+        return d.check_new_data_drift(self.spec, split)
 
     def features(self, split: SplitRef) -> FeaturesReady:
         """Fan the feature stage out over the flow's task runner (threads, or Dask when configured)."""
