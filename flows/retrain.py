@@ -97,7 +97,7 @@ def retrain_flow(
     trigger: Optional[str] = None,
     event_id: Optional[str] = None,
 ) -> State:
-    """Snapshot -> validate -> split -> features -> train -> evaluate -> compare -> register -> promote -> report.
+    """Snapshot -> validate -> split -> drift -> features -> train -> evaluate -> compare -> register -> promote -> report.
 
     ``trigger``/``event_id`` come from the S3 event that started the run (for the
     record); the run always snapshots the whole dataset itself, since a burst of
