@@ -15,13 +15,13 @@ import numpy as np
 import polars as pl
 
 from spira_lib.config import SpiraConfig
+from spira_lib.dataset.manifest import manifest_from_bytes
 from spira_lib.metrics import bootstrap_intervals, roc_auc
 from spira_lib.monitoring.reference import categorical_counts
 from spira_lib.monitoring.run import ConceptDrift, DriftCheck, check_clips, model_probabilities, new_clips
 from spira_lib.pipeline import layout as L
 from spira_lib.pipeline.contract import RunSpec, SplitRef
 from spira_lib.pipeline.workspace import Workspace
-from spira_lib.dataset.manifest import manifest_from_bytes
 from spira_lib.registry import ModelVersion
 
 
