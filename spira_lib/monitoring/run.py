@@ -85,7 +85,8 @@ class DriftCheck(BaseModel):
         return self.status == "drifted"
 
     def describe(self) -> str:
-        text = f"drift ({self.source}, {self.model} v{self.version}): {self.message}"
+        who = self.model if self.version is None else f"{self.model} v{self.version}"
+        text = f"drift ({self.source}, {who}): {self.message}"
         return text + (f"; {self.concept.message}" if self.concept is not None else "")
 
     def event_payload(self) -> dict[str, Any]:

@@ -90,7 +90,7 @@ def test_a_run_executes_every_step_in_order_and_returns_the_outcome():
     assert (outcome.version, outcome.promoted, outcome.skipped, outcome.metrics) == (7, True, False, {"roc_auc": 0.9})
     assert outcome.verdict == "promoted to champion"
     assert any(m.startswith("snapshot ssssssssssss") for m in said) and said[-1].startswith("spira v7 is champion")
-    assert "drift (retrain, spira vNone): no champion yet" in said  # the drift step speaks before training
+    assert "drift (retrain, spira): no champion yet" in said  # the drift step speaks before training
 
 
 def test_already_trained_data_stops_before_features():
