@@ -21,6 +21,8 @@ from spira_lib.pipeline.contract import (
 from spira_lib.pipeline.data_steps import feature_chunk_count, merge_features
 from spira_lib.ports import PublishedModel
 from spira_lib.watch import MODEL_PROMOTED_EVENT, MODEL_REJECTED_EVENT, model_resource_id
+from spira_lib.monitoring.run import DriftCheck
+from tasks import drift as d
 from tasks import retrain as t
 
 
@@ -55,6 +57,9 @@ class TaskSteps:
 
     def finish_decision(self, existing: TrainedVersion) -> TrainedVersion:
         return t.finish_decision(self.spec, existing)
+
+    def drift(self, split: SplitRef) -> DriftCheck:
+        return d.check_new_data_drift(self.spec, split)
 
     def features(self, split: SplitRef) -> FeaturesReady:
         """Fan the feature stage out over the flow's task runner (threads, or Dask when configured)."""
@@ -95,7 +100,7 @@ def retrain_flow(
     trigger: Optional[str] = None,
     event_id: Optional[str] = None,
 ) -> State:
-    """Snapshot -> validate -> split -> features -> train -> evaluate -> compare -> register -> promote -> report.
+    """Snapshot -> validate -> split -> drift -> features -> train -> evaluate -> compare -> register -> promote -> report.
 
     ``trigger``/``event_id`` come from the S3 event that started the run (for the
     record); the run always snapshots the whole dataset itself, since a burst of

@@ -1,5 +1,8 @@
 """spira-score: the champion scores new recordings in an inbox; a challenger scores them in shadow.
 
+After scoring, the newly scored clips are compared with the champion's drift
+reference (``spira-drift`` artifact; ``spira.drift.detected`` when they moved).
+
 Triggered by uploads under the inbox prefix (the same bridge and burst rule as
 spira-retrain) or on demand. The order of the steps is the core's
 (``spira_lib.scoring.run.score``); ``TaskScoring`` runs each as a task.
@@ -14,6 +17,7 @@ from prefect.states import Completed, State
 from flows.common import check_trigger, mark_run
 from spira_lib.pipeline import RunSpec
 from spira_lib.scoring import ScoreOutcome, score
+from tasks import drift as d
 from tasks import scoring as t
 
 
@@ -27,6 +31,9 @@ class TaskScoring:
     def champion_batch(self, champion):
         return t.score_with_champion(self.spec, champion)
 
+    def drift(self, champion, batch):
+        return d.check_batch_drift(self.spec, champion, batch)
+
     def shadow(self, champion, challenger, batch):
         return t.shadow_score(self.spec, champion, challenger, batch)
 
@@ -37,6 +44,8 @@ class TaskScoring:
 def score_message(outcome: ScoreOutcome) -> str:
     b = outcome.champion
     text = f"scored {b.n_scored} new recording(s) with {b.model} v{b.version} ({len(b.rejected)} rejected)"
+    if outcome.drift is not None and outcome.drift.drifted:
+        text += f"; {outcome.drift.report.severity} drift" if outcome.drift.report else "; drift"
     if outcome.shadow is not None:
         text += f"; shadow v{outcome.shadow.challenger} agreement {outcome.shadow.tally['agreement']:.2f}"
     if outcome.promoted_challenger is not None:
@@ -66,5 +75,5 @@ def score_flow(
     check_trigger(trigger, inbox_uri)
     spec = RunSpec.build(inbox_uri, registry_uri, config_path=config_path, overrides=overrides, model_name=model_name)
     outcome = score(TaskScoring(spec), get_run_logger().info)
-    mark_run(["scored"] + (["shadow"] if outcome.shadow else []))
+    mark_run(["scored"] + (["shadow"] if outcome.shadow else []) + (["drift"] if outcome.drift and outcome.drift.drifted else []))
     return Completed(message=score_message(outcome), data=outcome)

@@ -321,7 +321,8 @@ def _check_pool(st: Setup, prefect: Any, pool: str, kind: str) -> None:
 def _check_trigger(st: Setup, prefect: Any, retrain: Mapping[str, Any]) -> None:
     from deployments.triggers import LOCAL_TRIGGER_NAME, TRIGGER_NAME
 
-    autos = prefect.automations(retrain["id"])
+    # The retrain-on-drift automation (spira.drift.detected; off by default) is not the upload trigger.
+    autos = [a for a in prefect.automations(retrain["id"]) if "spira.drift.detected" not in a.get("expect", ())]
     name = LOCAL_TRIGGER_NAME if st.target == "local" else TRIGGER_NAME
     if not autos:
         st.add("prefect", "upload trigger", FAIL, f"spira-retrain/{st.target} has no automation",
@@ -396,7 +397,7 @@ class PrefectProbe:
             trig = a.trigger
             match = dict(getattr(getattr(trig, "match", None), "root", {}) or {}).get("prefect.resource.id", "")
             within = getattr(trig, "within", None)
-            out.append({"name": a.name, "enabled": a.enabled, "match": match,
+            out.append({"name": a.name, "enabled": a.enabled, "match": match, "expect": sorted(getattr(trig, "expect", None) or ()),
                         "within": within.total_seconds() if within is not None else 0.0})
         return out
 

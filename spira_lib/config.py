@@ -282,6 +282,26 @@ class RuntimeConfig(_Section):
     feature_workers: int = Field(2, gt=0)
 
 
+class DriftConfig(_Section):
+    """Drift monitoring: new clips compared with the reference the champion keeps (spira_lib.monitoring)."""
+
+    # Off: no reference is stored at registration and no batch is tested.
+    enabled: bool = True
+    # False-discovery rate of one batch's tests (every feature, the embedding test and each category, BH together).
+    alpha: float = Field(0.01, gt=0, lt=1)
+    # Fewer profiled clips than this in a batch: the report says so instead of testing.
+    min_clips: int = Field(20, ge=5)
+    # Concept drift (retrain runs): the champion's ROC-AUC on new labelled clips needs this many of each class.
+    min_clips_per_class: int = Field(10, ge=2)
+    # Also compare the champion's embeddings of the clips (model.embed) with those of its training clips.
+    embeddings: bool = True
+    # Severity "major": a moved feature shifted by this many reference spreads (Wasserstein / robust scale),
+    # a category mix moved by this total variation, or this many tests moved.
+    major_wasserstein_norm: float = Field(0.5, gt=0)
+    major_tv: float = Field(0.2, gt=0, le=1)
+    major_count: int = Field(3, ge=1)
+
+
 class SpiraConfig(_Section):
     audio: AudioConfig = AudioConfig()
     features: FeatureConfig = FeatureConfig()
@@ -294,6 +314,7 @@ class SpiraConfig(_Section):
     gate: GateConfig = GateConfig()
     privacy: PrivacyConfig = PrivacyConfig()
     runtime: RuntimeConfig = RuntimeConfig()
+    drift: DriftConfig = DriftConfig()
 
     @model_validator(mode="after")
     def _cross_check(self) -> "SpiraConfig":

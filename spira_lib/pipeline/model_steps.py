@@ -21,6 +21,7 @@ from spira_lib.gate import decide
 from spira_lib.hashing import sha256_hex
 from spira_lib.metrics import evaluate_predictions, paired_auc_difference, summary_metrics
 from spira_lib.model import window_frames
+from spira_lib.monitoring.run import REFERENCE_ARTIFACT, reference_artifact
 from spira_lib.pipeline import layout as L
 from spira_lib.pipeline.contract import (
     ChampionInfo, Compared, Evaluated, FeaturesReady, Promoted, Registered, RunSpec, SplitRef, Trained, TrainedVersion,
@@ -205,6 +206,9 @@ def register_step(spec: RunSpec, compared: Compared, *, force: bool = False) -> 
     report = L.get_json(ws.store, evaluated.report_key)
     training = L.get_json(ws.store, trained.training_json_key)
     blob = ws.store.get(trained.checkpoint_key)
+    # What later batches are compared with (drift): the training clips' profiles and this model's view of them.
+    train_rows = _split_frame(ws, trained.split).filter(pl.col("split") == "train")
+    reference = reference_artifact(ws, cfg, train_rows, blob) if cfg.drift.enabled else None
     lineage = {
         "name": spec.model_name, "version": None, "alias": "champion" if compared.promote else None, "uri": None,
         "sha256": sha256_hex(blob), "data_digest": trained.split.split_digest,
@@ -223,6 +227,7 @@ def register_step(spec: RunSpec, compared: Compared, *, force: bool = False) -> 
             "comparison.json": ws.store.get(compared.comparison_key),
             "model_card.md": card.encode(),
             "split.parquet": ws.store.get(trained.split.split_key),
+            **({REFERENCE_ARTIFACT: reference} if reference is not None else {}),
         }
 
     metadata = {

@@ -1,8 +1,8 @@
 """The order of a retrain run and its skip rule, written once.
 
 ``retrain(steps)`` is the whole run: snapshot -> validate -> split -> (already
-trained? stop) -> features -> train -> evaluate -> compare -> register ->
-promote -> report. *How* each step executes is the ``Steps`` object's
+trained? stop) -> drift of the new clips vs the champion -> features -> train
+-> evaluate -> compare -> register -> promote -> report. *How* each step executes is the ``Steps`` object's
 business: ``LocalSteps`` calls the core directly (``spira train``), the Prefect
 flow passes an object that runs each step as a task. Both return the same
 ``RunOutcome``.
@@ -12,7 +12,9 @@ from __future__ import annotations
 import time
 from typing import Callable, Protocol
 
+from spira_lib.monitoring.run import DriftCheck
 from spira_lib.pipeline import data_steps as D
+from spira_lib.pipeline import drift_steps as F
 from spira_lib.pipeline import model_steps as M
 from spira_lib.pipeline.contract import (
     Compared, Evaluated, FeaturesReady, Promoted, Registered, RunOutcome, RunSpec, SnapshotRef, SplitRef, Trained,
@@ -36,6 +38,7 @@ class Steps(Protocol):
     def find_trained(self, split: SplitRef) -> TrainedVersion | None: ...
     def skipped(self, split: SplitRef, existing: TrainedVersion) -> None: ...
     def finish_decision(self, existing: TrainedVersion) -> TrainedVersion: ...
+    def drift(self, split: SplitRef) -> DriftCheck: ...
     def features(self, split: SplitRef) -> FeaturesReady: ...
     def train(self, split: SplitRef, features: FeaturesReady) -> Trained: ...
     def evaluate(self, trained: Trained) -> Evaluated: ...
@@ -61,6 +64,7 @@ def retrain(steps: Steps, *, model_name: str, force: bool = False, say: Say = la
     existing = None if force else steps.find_trained(split)
     if existing is not None:
         return _already_trained(steps, split, existing, model_name, say, t0)
+    say(steps.drift(split).describe())  # before training: has the new data moved away from the champion's?
     promoted = _train_and_decide(steps, split, say)
     published = steps.hand_off() if promoted.promoted else None
     if published is not None:
@@ -132,6 +136,9 @@ class LocalSteps:
 
     def finish_decision(self, existing: TrainedVersion) -> TrainedVersion:
         return M.finish_decision(self.spec, existing)
+
+    def drift(self, split: SplitRef) -> DriftCheck:
+        return F.new_data_drift_step(self.spec, split)
 
     def features(self, split: SplitRef) -> FeaturesReady:
         return D.features_step(self.spec, split)

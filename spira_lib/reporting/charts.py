@@ -147,11 +147,12 @@ def line_chart(title: str, series: Sequence[Series], x_label: str, y_label: str)
     return c.svg()
 
 
-def histogram_chart(title: str, edges: Sequence[float], groups: Sequence[tuple[str, Sequence[int], str]], x_label: str = "predicted probability of patient") -> str:
-    """Counts per bin for each group, drawn side by side within each bin; a threshold-free view of separation."""
-    top = max([max(counts) for _, counts, _ in groups if len(counts)] or [1])
+def histogram_chart(title: str, edges: Sequence[float], groups: Sequence[tuple[str, Sequence[float], str]],
+                    x_label: str = "predicted probability of patient", y_label: str = "files") -> str:
+    """Counts (or shares) per bin for each group, drawn side by side within each bin; a threshold-free view of separation."""
+    top = max([max(counts) for _, counts, _ in groups if len(counts)] or [1]) or 1
     c = _Canvas(title, (edges[0], edges[-1]), (0.0, top * 1.1))
-    c.axes(x_label, "files", _ticks(edges[0], edges[-1], 6), _ticks(0, top * 1.1, 5), fmt="{:.3g}")
+    c.axes(x_label, y_label, _ticks(edges[0], edges[-1], 6), _ticks(0, top * 1.1, 5), fmt="{:.3g}")
     k = max(1, len(groups))
     for g, (_, counts, color) in enumerate(groups):
         for lo, hi, n in zip(edges[:-1], edges[1:], counts):

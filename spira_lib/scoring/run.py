@@ -1,14 +1,19 @@
 """A scoring run: the champion scores the new recordings of an inbox; a challenger, if any, scores them in shadow.
 
 ``score(steps)`` is the order, written once (like ``pipeline.sequence.retrain``):
-champion batch -> shadow batch and comparison -> promote a held challenger
-whose shadow evidence is now sufficient. ``LocalScoring`` runs it directly
+champion batch -> drift of the newly scored clips vs the champion's reference
+-> shadow batch and comparison -> promote a held challenger whose shadow
+evidence is now sufficient. ``LocalScoring`` runs it directly
 (``spira score``); the ``spira-score`` flow runs each step as a task.
 """
 from __future__ import annotations
 
+import io
 from typing import Callable, Protocol
 
+import polars as pl
+
+from spira_lib.monitoring.run import DriftCheck, check_clips
 from spira_lib.pipeline.contract import RunSpec, StepResult
 from spira_lib.pipeline.hand_off import hand_off_champion
 from spira_lib.registry import CHALLENGER_ALIAS, ModelVersion, RegistryError
@@ -20,6 +25,7 @@ Say = Callable[[str], None]
 
 class ScoreOutcome(StepResult):
     champion: ScoredBatch
+    drift: DriftCheck | None = None
     shadow: ShadowReport | None = None
     promoted_challenger: int | None = None
 
@@ -37,6 +43,16 @@ def models(spec: RunSpec) -> tuple[ModelVersion, ModelVersion | None]:
     version = aliases.get(CHALLENGER_ALIAS)
     challenger = reg.get(spec.model_name, version=version) if version and version != champion.version else None
     return champion, challenger
+
+
+def drift_step(spec: RunSpec, champion: ModelVersion, batch: ScoredBatch) -> DriftCheck:
+    """The clips the champion scored in this batch vs the reference of its training clips."""
+    ws = spec.workspace()
+    rows: list[dict] = []
+    if batch.predictions_key:
+        preds = pl.read_parquet(io.BytesIO(ws.store.get(batch.predictions_key)), columns=["file", "sha256"])
+        rows = [{"key": f, "sha256": s} for f, s in zip(preds["file"].to_list(), preds["sha256"].to_list())]
+    return check_clips(ws, spec.config, champion, rows, batch=batch.batch_id, source="score")
 
 
 def shadow_step(spec: RunSpec, champion: ModelVersion, challenger: ModelVersion, batch: ScoredBatch) -> ShadowReport:
@@ -68,6 +84,7 @@ def promote_if_shadow_passes(spec: RunSpec, report: ShadowReport) -> int | None:
 class ScoringSteps(Protocol):
     def models(self) -> tuple[ModelVersion, ModelVersion | None]: ...
     def champion_batch(self, champion: ModelVersion) -> ScoredBatch: ...
+    def drift(self, champion: ModelVersion, batch: ScoredBatch) -> DriftCheck: ...
     def shadow(self, champion: ModelVersion, challenger: ModelVersion, batch: ScoredBatch) -> ShadowReport: ...
     def promote_if_ready(self, report: ShadowReport) -> int | None: ...
 
@@ -76,14 +93,17 @@ def score(steps: ScoringSteps, say: Say = lambda _m: None) -> ScoreOutcome:
     champion, challenger = steps.models()
     batch = steps.champion_batch(champion)
     say(batch.describe())
+    drift = steps.drift(champion, batch) if batch.n_scored else None
+    if drift is not None:
+        say(drift.describe())
     if challenger is None or not batch.shas:
-        return ScoreOutcome(champion=batch)
+        return ScoreOutcome(champion=batch, drift=drift)
     report = steps.shadow(champion, challenger, batch)
     say(report.describe())
     promoted = steps.promote_if_ready(report)
     if promoted is not None:
         say(f"{report.model} v{promoted} promoted to champion on its shadow evidence")
-    return ScoreOutcome(champion=batch, shadow=report, promoted_challenger=promoted)
+    return ScoreOutcome(champion=batch, drift=drift, shadow=report, promoted_challenger=promoted)
 
 
 class LocalScoring:
@@ -95,6 +115,9 @@ class LocalScoring:
 
     def champion_batch(self, champion: ModelVersion) -> ScoredBatch:
         return score_batch(self.spec, champion)
+
+    def drift(self, champion: ModelVersion, batch: ScoredBatch) -> DriftCheck:
+        return drift_step(self.spec, champion, batch)
 
     def shadow(self, champion, challenger, batch) -> ShadowReport:
         return shadow_step(self.spec, champion, challenger, batch)

@@ -95,7 +95,11 @@ def test_prefect_deploy_all_against_a_real_server(e2e_prefect: str, tmp_path: Pa
 
         autos = {}
         for key in ("spira-retrain/gpu", "spira-retrain/local"):
-            (autos[key],) = client.read_resource_related_automations(f"prefect.deployment.{found[key].id}")
+            related = client.read_resource_related_automations(f"prefect.deployment.{found[key].id}")
+            (autos[key],) = [a for a in related if "spira.drift.detected" not in a.trigger.expect]
+            # The retrain-on-drift automation is deployed too, switched off.
+            (drift,) = [a for a in related if "spira.drift.detected" in a.trigger.expect]
+            assert not drift.enabled and drift.name.startswith("spira-retrain-on-drift")
         trig = autos["spira-retrain/gpu"].trigger
         assert autos["spira-retrain/gpu"].enabled and not autos["spira-retrain/local"].enabled
         assert trig.match.root == {"prefect.resource.id": f"s3://{bucket}/incoming/*"}

@@ -186,6 +186,10 @@ def test_added_clips_recompute_only_their_features(first, fast_overrides, tmp_pa
     moved = set(split1.join(split2, on="sha256").filter(pl.col("split") != pl.col("split_right"))["sha256"])
     assert len(added) == 4
     assert new_shas and new_shas <= added | moved
+    # Before training, the 4 new clips were checked against v1's drift reference: too few, said in words.
+    drift = _artifacts(run_id)["spira-drift"][0].data
+    assert "## Drift: new-data-" in drift and "vs spira v1" in drift and "Clips: 4 (labelled clips added" in drift
+    assert "too few clips to test: 4 profiled" in drift and "too few new labelled clips to measure the champion's ROC-AUC" in drift
 
 
 def _easy_dataset(root: Path) -> list[Path]:

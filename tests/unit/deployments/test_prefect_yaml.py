@@ -120,7 +120,7 @@ def test_entrypoints_import_and_parameters_exist() -> None:
 
 @pytest.mark.parametrize("dep", deployments("retrain_flow"), ids=lambda d: d["name"])
 def test_retrain_trigger_is_one_run_per_upload_burst(dep: dict[str, Any]) -> None:
-    (raw,) = dep["triggers"]
+    (raw,) = [t for t in dep["triggers"] if t["expect"] != ["spira.drift.detected"]]
     assert raw["expect"] == [T.EVENT_NAME]
     assert raw["for_each"] == ["s3.bucket"], "per-object bucketing would start one run per uploaded clip"
     assert raw["posture"] == "Reactive" and raw["threshold"] == 1
@@ -138,7 +138,7 @@ def test_retrain_trigger_is_one_run_per_upload_burst(dep: dict[str, Any]) -> Non
 
 @pytest.mark.parametrize("dep", deployments("retrain_flow"), ids=lambda d: d["name"])
 def test_yaml_trigger_matches_the_python_trigger(dep: dict[str, Any]) -> None:
-    (from_yaml,) = yaml_triggers(dep)
+    (from_yaml,) = [t for t in yaml_triggers(dep) if t.name.startswith(T.TRIGGER_NAME)]
     within = int(from_yaml.within.total_seconds())
     from_python = T.retrain_trigger("spira-raw", "incoming", within)
     skip = ("name", "enabled")
@@ -155,6 +155,21 @@ def test_only_the_gpu_trigger_is_enabled_by_default() -> None:
     assert by_name["local"].enabled is False
     # The README's `prefect automation resume NAME` and `spira doctor` rely on these names.
     assert (by_name["gpu"].name, by_name["local"].name) == (T.TRIGGER_NAME, T.LOCAL_TRIGGER_NAME)
+
+
+@pytest.mark.parametrize("dep", deployments("retrain_flow"), ids=lambda d: d["name"])
+def test_retrain_on_drift_is_off_by_default_and_cannot_restart_itself(dep: dict[str, Any]) -> None:
+    from spira_lib.monitoring import DRIFT_EVENT
+
+    (trig,) = [t for t in yaml_triggers(dep) if DRIFT_EVENT in t.expect]
+    assert trig.enabled is False and trig.name.startswith("spira-retrain-on-drift")
+    # Only major drift seen by spira-score; the retrain run's own drift events carry source=retrain.
+    assert trig.match.model_dump() == {"prefect.resource.id": "spira.model.spira.*", "spira.drift.source": "score",
+                                       "spira.drift.severity": "major"}
+    assert trig.threshold == 1 and trig.within.total_seconds() >= 3600  # at most one retrain a day from drift
+    # No `trigger` parameter: the flow refuses one that is not an object of the dataset.
+    assert set(trig.parameters) == {"event_id"}
+    assert dep["concurrency_limit"]["limit"] == 1
 
 
 def test_optional_schedule_is_inactive() -> None:
@@ -193,7 +208,7 @@ def test_window_is_chosen_at_deploy_time(dep: dict[str, Any]) -> None:
     """$SPIRA_SETTLE_SECONDS sets the window of every target; unset, it is the 600 s default."""
     for env, seconds in (({}, T.DEFAULT_SETTLE_SECONDS), ({"SPIRA_SETTLE_SECONDS": "8"}, 8),
                          ({"SPIRA_SETTLE_SECONDS": " "}, T.DEFAULT_SETTLE_SECONDS)):
-        (trig,) = yaml_triggers(dep, env)
+        (trig,) = [t for t in yaml_triggers(dep, env) if t.name.startswith(T.TRIGGER_NAME)]  # the upload trigger
         assert trig.within.total_seconds() == trig.schedule_after.total_seconds() == seconds, env
     with pytest.raises(ValueError, match="SPIRA_SETTLE_SECONDS='0' must be a positive whole number"):
         yaml_triggers(dep, {"SPIRA_SETTLE_SECONDS": "0"})

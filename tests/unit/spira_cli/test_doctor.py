@@ -294,6 +294,14 @@ def test_deployments_for_other_data_or_trigger_elsewhere_fail() -> None:
     assert found["spira-rollback/local"].status == D.OK
 
 
+def test_the_disabled_retrain_on_drift_automation_is_not_taken_for_the_upload_trigger() -> None:
+    drift = {"name": "spira-retrain-on-drift-local", "enabled": False, "match": "spira.model.spira.*", "within": 86400.0,
+             "expect": ["spira.drift.detected"]}
+    probe = FakePrefect(pool={"type": "process", "variables": []}, deployments=deployed(), automations=[automation(True), drift])
+    found = prefect_checks(probe)
+    assert found["upload trigger"].status == D.OK and "spira-retrain-on-upload-local" in found["upload trigger"].detail
+
+
 def test_a_ready_local_setup_has_nothing_left() -> None:
     probe = FakePrefect(pool={"type": "process", "variables": []}, deployments=deployed(), automations=[automation(True)])
     found = prefect_checks(probe)

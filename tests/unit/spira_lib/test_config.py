@@ -1,8 +1,10 @@
+import re
 from pathlib import Path
 
 import pytest
 
 from spira_lib.config import ConfigError, SpiraConfig, build_config, load_config, parse_override
+from spira_lib.pipeline.workspace import TRAINING_SECTIONS
 
 
 def test_defaults_keep_spiras_front_end_with_the_quality_recipe():
@@ -93,3 +95,14 @@ def test_shipped_config_files_are_valid():
     root = Path(__file__).resolve().parents[3] / "configs"
     assert load_config(root / "default.yaml") == SpiraConfig()  # the file documents the real defaults
     assert load_config(root / "fast.yaml").training.epochs == 8
+
+
+@pytest.mark.parametrize("field,value", [("drift.alpha", 0), ("drift.alpha", 1.5), ("drift.min_clips", 2),
+                                         ("drift.min_clips_per_class", 1), ("drift.major_tv", 2), ("drift.enabled", "maybe")])
+def test_bad_drift_knobs_name_the_field(field, value):
+    with pytest.raises(ConfigError, match=rf"config field '{re.escape(field)}'"):
+        load_config(None, {field: value})
+
+
+def test_drift_knobs_do_not_change_what_model_is_trained():
+    assert load_config(None, {"drift.alpha": 0.05}).digest(*TRAINING_SECTIONS) == load_config().digest(*TRAINING_SECTIONS)

@@ -12,13 +12,16 @@ import sys
 import textwrap
 
 import numpy as np
+import polars as pl
 import pytest
 import soundfile as sf
 import torch
 
 from spira_lib.bootstrap import open_registry
 from spira_lib.checkpoint import load_checkpoint
+from spira_lib.dataset.manifest import manifest_from_bytes
 from spira_lib.inference import Predictor
+from spira_lib.monitoring import ReferenceProfile
 from spira_lib.pipeline import PipelineError, RunSpec, evaluate_dataset, run_pipeline
 
 pytestmark = pytest.mark.slow
@@ -72,7 +75,11 @@ def test_registered_checkpoint_describes_itself(trained, demo_dataset):
     for key in ("data_digest", "code_version", "config", "training_key"):
         assert ckpt.meta.get(key), key
     assert ckpt.meta["data_digest"] == mv.metadata["data_digest"]
-    assert {"model.pt", "model_card.md", "report.json"} <= set(mv.artifacts)
+    assert {"model.pt", "model_card.md", "report.json", "drift_reference.json"} <= set(mv.artifacts)
+    ref = ReferenceProfile.from_json(reg.load_artifact(mv, "drift_reference.json"))  # what drift checks compare with
+    train = manifest_from_bytes(reg.load_artifact(mv, "split.parquet")).filter(pl.col("split") == "train")
+    assert ref.n_clips == train.height and sum(ref.categorical["label"].values()) == train.height
+    assert ref.embeddings is not None and ref.embedding_model == mv.artifacts["model.pt"]["sha256"]
     assert reg.ledger("spira")[0]["action"] == "register"
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from spira_lib.monitoring.run import DriftCheck
 from spira_lib.pipeline import PipelineError, retrain
 from spira_lib.pipeline.contract import (
     Compared, Evaluated, FeaturesReady, Promoted, Registered, SnapshotRef, SplitRef, Trained, TrainedVersion, Validated,
@@ -46,6 +47,11 @@ class FakeSteps:
     def skipped(self, split, existing):
         self._log("skipped", None)
 
+    def drift(self, split):
+        assert split is SPLIT
+        return self._log("drift", DriftCheck(model="spira", version=None, source="retrain", batch="b", n_clips=0,
+                                             status="no-champion", message="no champion yet"))
+
     def features(self, split):
         return self._log("features", FEATS)
 
@@ -77,7 +83,7 @@ class FakeSteps:
         self._log("report", None)
 
 
-FULL = ["snapshot", "validate", "split", "find_trained", "features", "train", "evaluate", "compare", "register", "promote",
+FULL = ["snapshot", "validate", "split", "find_trained", "drift", "features", "train", "evaluate", "compare", "register", "promote",
         "hand_off", "report"]
 
 
@@ -88,6 +94,7 @@ def test_a_run_executes_every_step_in_order_and_returns_the_outcome():
     assert (outcome.version, outcome.promoted, outcome.skipped, outcome.metrics) == (7, True, False, {"roc_auc": 0.9})
     assert outcome.verdict == "promoted to champion"
     assert any(m.startswith("snapshot ssssssssssss") for m in said) and said[-1].startswith("spira v7 is champion")
+    assert "drift (retrain, spira): no champion yet" in said  # the drift step speaks before training
 
 
 def test_already_trained_data_stops_before_features():
