@@ -33,8 +33,9 @@ def snapshot_step(spec: RunSpec) -> SnapshotRef:
     snap = ds.snapshot(ws.data, noise_dir=cfg.augment.noise_dir, hash_cache=hash_cache, max_file_bytes=cfg.audio.max_file_bytes)
     L.put_json(ws.store, cache_key, {"\x00".join(k): v for k, v in hash_cache.items()})
     key = L.manifest_key(snap.digest)
-    if not ws.store.exists(key):
-        L.put_frame(ws.store, key, snap.manifest)
+    # Written every run, not only when missing: the digest names the data, not the manifest's format, and a
+    # manifest left by an older version of this code (other columns) must not be read back as this one.
+    L.put_frame(ws.store, key, snap.manifest)
     L.put_json(ws.store, L.csvs_key(snap.digest), snap.csvs)
     return SnapshotRef(digest=snap.digest, manifest_key=key, n_rows=snap.manifest.height, csvs=snap.csvs)
 
@@ -65,8 +66,7 @@ def split_step(spec: RunSpec, validated: Validated) -> SplitRef:
     split = ds.assign_splits(good, cfg.split)
     split_digest = ds.manifest_digest(split)
     key = L.split_key(validated.snapshot_digest, split_digest)
-    if not ws.store.exists(key):
-        L.put_frame(ws.store, key, split)
+    L.put_frame(ws.store, key, split)  # every run, like the manifest: an older format under the same key is replaced
     summary = ds.summarize(split) | {"digest": validated.snapshot_digest, "split_digest": split_digest,
                                      "n_quarantined": validated.n_quarantined}
     for name in ("train", "eval", "test"):

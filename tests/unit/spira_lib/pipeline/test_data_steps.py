@@ -27,3 +27,22 @@ def test_the_configured_file_size_limit_reaches_the_snapshot():
         manifest = L.get_frame(spec.workspace().store, snap.manifest_key)
         assert manifest["problem_code"].to_list() == [code], (limit, manifest.select("problem_code", "problem").to_dicts())
         assert isinstance(manifest, pl.DataFrame)
+
+
+def test_a_manifest_left_by_older_code_under_the_same_digest_is_replaced():
+    spec = _spec(1.0)
+    first = snapshot_step(spec)
+    store = spec.workspace().store
+    old = L.get_frame(store, first.manifest_key).drop("problem_code")  # what an earlier format looked like
+    store.put(first.manifest_key, _parquet(old))
+    again = snapshot_step(spec)
+    assert again.digest == first.digest
+    assert "problem_code" in L.get_frame(store, again.manifest_key).columns
+
+
+def _parquet(df: pl.DataFrame) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    df.write_parquet(buf)
+    return buf.getvalue()
