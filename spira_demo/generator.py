@@ -203,6 +203,41 @@ class _Seg:
     f0_mult: float = 1.0  # intonation (declination + accent) for voiced segments
 
 
+@dataclass(frozen=True)
+class _OnsetShape:
+    """Timing of a syllable's consonant onset, per voice family (seconds, or fractions of the syllable)."""
+
+    closure_max: float
+    closure_frac: float
+    burst: float
+    fric: tuple[float, float, float]  # fraction of the syllable, clipped to [lo, hi]
+    fric_gain: tuple[float, float]
+    nasal: tuple[float, float, float]
+    nasal_amp: float
+
+
+_ONSET_SF = _OnsetShape(0.045, 0.25, 0.012, (0.35, 0.05, 0.12), (0.8, 1.2), (0.3, 0.04, 0.08), 0.35)
+_ONSET_H = _OnsetShape(0.05, 0.3, 0.01, (0.3, 0.04, 0.13), (0.7, 1.3), (0.25, 0.04, 0.09), 0.3)
+
+
+def _onset(segs: list, onset: str, t: float, dur: float, amp: float, f0: float, rng: np.random.Generator,
+           shape: _OnsetShape, fricatives: dict) -> float:
+    """Append the onset's segment (plosive burst, fricative or nasal); returns where the vowel starts."""
+    if onset == "p":
+        closure = min(shape.closure_max, shape.closure_frac * dur)
+        segs.append(_Seg("burst", t + closure, t + closure + shape.burst, 1.0))
+        return t + closure + shape.burst
+    if onset in fricatives:
+        end = t + float(np.clip(shape.fric[0] * dur, shape.fric[1], shape.fric[2]))
+        segs.append(_Seg("fric", t, end, rng.uniform(*shape.fric_gain), onset))
+        return end
+    if onset == "n":
+        end = t + float(np.clip(shape.nasal[0] * dur, shape.nasal[1], shape.nasal[2]))
+        segs.append(_Seg("nasal", t, end, shape.nasal_amp * amp, "N", f0))
+        return end
+    return t
+
+
 def _plan_utterance(rng: np.random.Generator, prof: SpeakerProfile, duration_s: float) -> list[_Seg]:
     """Lay out breath groups, syllables, pauses and inhalations over ``duration_s``.
 
@@ -244,17 +279,7 @@ def _plan_utterance(rng: np.random.Generator, prof: SpeakerProfile, duration_s: 
             amp = base_amp * rng.uniform(0.85, 1.12) * (1.0 - (0.15 + 0.3 * s) * pos)
             accent = 0.06 if rng.random() < 0.3 else 0.0
             f0_mult = (1.08 - 0.16 * pos) * (1.0 + accent)
-            c_end = t
-            if onset == "p":
-                closure = min(0.045, 0.25 * dur)
-                c_end = t + closure + 0.012
-                segs.append(_Seg("burst", t + closure, c_end, 1.0))
-            elif onset in _FRICATIVES:
-                c_end = t + float(np.clip(0.35 * dur, 0.05, 0.12))
-                segs.append(_Seg("fric", t, c_end, rng.uniform(0.8, 1.2), onset))
-            elif onset == "n":
-                c_end = t + float(np.clip(0.3 * dur, 0.04, 0.08))
-                segs.append(_Seg("nasal", t, c_end, 0.35 * amp, "N", f0_mult))
+            c_end = _onset(segs, onset, t, dur, amp, f0_mult, rng, _ONSET_SF, _FRICATIVES)
             v_end = max(t + dur, c_end + 0.05)
             segs.append(_Seg("vowel", c_end, v_end, amp, vowel, f0_mult))
             t = v_end
@@ -561,17 +586,7 @@ def _plan_utterance_harmonic(rng: np.random.Generator, prof: SpeakerProfile, dur
             amp = base_amp * rng.uniform(0.8, 1.15) * (1.0 - (0.1 + 0.35 * s) * pos**1.5)
             # Hat pattern: rise over the first syllables, slow plateau, final fall.
             hat = min(1.0, (k + 1) / 2.0) * 0.12 + 1.0 - 0.05 * pos - (0.14 if last else 0.0)
-            c_end = t
-            if onset == "p":
-                closure = min(0.05, 0.3 * dur)
-                c_end = t + closure + 0.01
-                segs.append(_Seg("burst", t + closure, c_end, 1.0))
-            elif onset in _FRICATIVES_H:
-                c_end = t + float(np.clip(0.3 * dur, 0.04, 0.13))
-                segs.append(_Seg("fric", t, c_end, rng.uniform(0.7, 1.3), onset))
-            elif onset == "n":
-                c_end = t + float(np.clip(0.25 * dur, 0.04, 0.09))
-                segs.append(_Seg("nasal", t, c_end, 0.3 * amp, "N", hat))
+            c_end = _onset(segs, onset, t, dur, amp, hat, rng, _ONSET_H, _FRICATIVES_H)
             v_end = max(t + dur, c_end + 0.05)
             segs.append(_Seg("vowel", c_end, v_end, amp, vowel, hat))
             t = v_end
