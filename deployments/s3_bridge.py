@@ -22,7 +22,11 @@ Delivery is at-least-once end to end and duplicates are harmless:
 * event ids are derived from the S3 record (uuid5), so a redelivered message
   produces the same ids and the server drops the copies.
 
-Run it with ``python -m deployments.s3_bridge --queue-url URL [--bucket B] [--prefix P]``.
+One queue may carry several folders of a bucket (the labelled data and the
+inbox of recordings to score): repeat ``--prefix`` and each folder's objects
+are forwarded; the deployments' triggers tell them apart by resource id.
+
+Run it with ``python -m deployments.s3_bridge --queue-url URL [--bucket B] [--prefix P ...]``.
 """
 from __future__ import annotations
 
@@ -43,7 +47,7 @@ from urllib.parse import unquote_plus
 
 import botocore.exceptions as bexc
 from prefect.events import Event
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from spira_lib.adapters.s3 import aws_session, client_config, is_transient, make_s3_client
 from spira_lib.watch import OBJECT_CREATED_EVENT, key_in_folder
@@ -240,8 +244,9 @@ class BridgeConfig(BaseModel):
     queue_url: str = Field(min_length=1, description="SQS queue receiving the bucket notifications")
     # Allowed bucket names; empty = any bucket.
     buckets: tuple[str, ...] = ()
-    # Only keys under this folder are forwarded ('incoming' forwards 'incoming/...'); empty = all.
-    prefix: str = ""
+    # Only keys under one of these folders are forwarded ('incoming' forwards 'incoming/...');
+    # empty (or the single folder '') = the whole bucket. ``prefix="x"`` is accepted for one folder.
+    prefixes: tuple[str, ...] = ()
     wait_time_s: int = Field(20, ge=0, le=20, description="SQS long-poll wait (SQS caps it at 20)")
     max_messages: int = Field(10, ge=1, le=10, description="messages per receive (SQS caps it at 10)")
     # Poll loops running side by side (receive the next batch while the previous one is emitted).
@@ -280,10 +285,30 @@ class BridgeConfig(BaseModel):
                 raise ValueError(f"invalid bucket name {name!r}")
         return value
 
-    @field_validator("prefix")
+    @model_validator(mode="before")
     @classmethod
-    def _norm_prefix(cls, value: str) -> str:
-        return value.strip("/")
+    def _single_prefix(cls, data: Any) -> Any:
+        """``prefix="incoming"`` (the one-folder form, kept for existing callers) -> ``prefixes``."""
+        if isinstance(data, dict) and "prefix" in data:
+            data = dict(data)
+            single = data.pop("prefix")
+            if not isinstance(single, str):
+                raise ValueError(f"prefix must be a string, got {single!r} (use prefixes for several folders)")
+            # The old default '' (no filter) adds nothing: no prefixes already means the whole bucket.
+            data["prefixes"] = ((single,) if single.strip("/") else ()) + tuple(data.get("prefixes", ()))
+        return data
+
+    @field_validator("prefixes")
+    @classmethod
+    def _norm_prefixes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        folders = tuple(dict.fromkeys(p.strip("/") for p in value))  # normalised, duplicates dropped, order kept
+        if "" in folders and len(folders) > 1:
+            raise ValueError("the whole bucket ('') cannot be combined with other prefixes: it already contains them")
+        return () if folders == ("",) else folders
+
+    def forwards_key(self, key: str) -> bool:
+        """``key`` lies in one of the watched folders (any key when there are none)."""
+        return any(key_in_folder(key, folder) for folder in self.prefixes or ("",))
 
     def resolved_region(self) -> str:
         """Configured region, else the one in an AWS queue URL, else us-east-1."""
@@ -401,8 +426,8 @@ class S3EventBridge:
             return f"bucket {record.bucket!r} is not one of {list(cfg.buckets)}"
         if record.key.endswith("/"):
             return "key is a folder marker"
-        if not key_in_folder(record.key, cfg.prefix):
-            return f"key is outside prefix {cfg.prefix + '/'!r}"
+        if not cfg.forwards_key(record.key):
+            return f"key is outside {', '.join(repr(p + '/') for p in cfg.prefixes)}"
         return None
 
     def _object_missing(self, record: S3Record) -> bool:
@@ -585,8 +610,9 @@ class S3EventBridge:
         """
         total = [BridgeStats()]
         polls = [0]
-        log.info("bridge started: queue=%s buckets=%s prefix=%r event=%s pollers=%d", self.config.queue_url,
-                 list(self.config.buckets) or "any", self.config.prefix, self.config.event_name, self.config.pollers)
+        log.info("bridge started: queue=%s buckets=%s prefixes=%s event=%s pollers=%d", self.config.queue_url,
+                 list(self.config.buckets) or "any", [p + "/" for p in self.config.prefixes] or "any",
+                 self.config.event_name, self.config.pollers)
 
         async def loop() -> None:
             idle, backoff = 0, self.config.error_backoff_s
@@ -628,7 +654,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--queue-url", required=True, help="SQS queue URL receiving the bucket notifications")
     p.add_argument("--bucket", action="append", default=[], dest="buckets",
                    help="allowed bucket (repeatable; default: any)")
-    p.add_argument("--prefix", default="", help="only forward keys under this folder")
+    p.add_argument("--prefix", action="append", default=[], dest="prefixes",
+                   help="only forward keys under this folder (repeatable, e.g. --prefix incoming --prefix inbox; "
+                        "default: the whole bucket)")
     p.add_argument("--event-name", default=DEFAULT_EVENT_NAME, help="Prefect event name to emit")
     p.add_argument("--wait-time", type=int, default=20, dest="wait_time_s", help="long-poll seconds (0-20)")
     p.add_argument("--max-messages", type=int, default=10, help="messages per receive (1-10)")
@@ -654,7 +682,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 _CONFIG_ARGS = (
-    "queue_url", "buckets", "prefix", "event_name", "wait_time_s", "max_messages", "visibility_timeout_s", "pollers",
+    "queue_url", "buckets", "prefixes", "event_name", "wait_time_s", "max_messages", "visibility_timeout_s", "pollers",
     "sqs_endpoint_url", "s3_endpoint_url", "region", "prefect_api_url", "check_exists", "poison",
 )
 
@@ -664,6 +692,7 @@ def _config_from_namespace(ns: argparse.Namespace, parser: argparse.ArgumentPars
     # Unset optional flags fall back to the config's environment-aware defaults.
     values = {k: v for k, v in values.items() if v is not None}
     values["buckets"] = tuple(values.get("buckets", ()))
+    values["prefixes"] = tuple(values.get("prefixes", ()))
     try:
         return BridgeConfig(**values)
     except ValidationError as err:

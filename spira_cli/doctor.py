@@ -418,6 +418,20 @@ def aws_clients(st: Setup) -> tuple[Any, Any, Any]:
     return s3, sqs, session.get_credentials()
 
 
+def bridge_command(st: Setup, queue: str) -> str:
+    """The bridge's command line: the data folder, and the inbox's too when ``SPIRA_INBOX_URI`` is on S3."""
+    uris = [st.get("SPIRA_DATA_URI")] + ([st.get("SPIRA_INBOX_URI")] if st.get("SPIRA_INBOX_URI").startswith("s3://") else [])
+    places = [uri.removeprefix("s3://").partition("/")[::2] for uri in uris]
+    buckets = list(dict.fromkeys(bucket for bucket, _ in places))
+    prefixes = list(dict.fromkeys(prefix.strip("/") for _, prefix in places))
+    if "" in prefixes:  # a whole bucket is watched: one --prefix '' (the bridge refuses it beside a folder)
+        prefixes = [""]
+    args = ["spira", "s3-bridge", "--queue-url", queue]
+    args += [a for bucket in buckets for a in ("--bucket", bucket)]
+    args += [a for prefix in prefixes for a in ("--prefix", prefix)]
+    return shlex.join(args)
+
+
 def run_checks(
     target: str,
     env: Mapping[str, str],
@@ -432,9 +446,7 @@ def run_checks(
         if check_storage(st, s3, credentials):
             queue = check_queue(st, s3, sqs)
             if queue:
-                bucket, _, prefix = st.get("SPIRA_DATA_URI").removeprefix("s3://").partition("/")
-                st.add("queue", "bridge", INFO, "run it as a service (the doctor cannot see it)",
-                       f"spira s3-bridge --queue-url {queue} --bucket {bucket} --prefix {prefix.strip('/') or shlex.quote('')}")
+                st.add("queue", "bridge", INFO, "run it as a service (the doctor cannot see it)", bridge_command(st, queue))
     if st.get("PREFECT_API_URL"):
         check_prefect(st, (probe or PrefectProbe)(st.get("PREFECT_API_URL")))
     return st.checks

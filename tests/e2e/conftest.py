@@ -276,10 +276,12 @@ def artifact_text(run_id: uuid.UUID, key: str) -> str:
     return "\n".join(str(a.data) for a in arts)
 
 
-def start_bridge(queue_url: str, bucket: str, api_url: str, env: Mapping[str, str], log_dir: Path) -> Service:
-    """`python -m deployments.s3_bridge` for the test's queue and bucket (short long-polls)."""
+def start_bridge(queue_url: str, bucket: str, api_url: str, env: Mapping[str, str], log_dir: Path,
+                 prefixes: Sequence[str] = (PREFIX,)) -> Service:
+    """`python -m deployments.s3_bridge` for the test's queue and bucket (short long-polls), one --prefix per folder."""
     return start_service("bridge", [
-        "-m", "deployments.s3_bridge", "--queue-url", queue_url, "--bucket", bucket, "--prefix", PREFIX,
+        "-m", "deployments.s3_bridge", "--queue-url", queue_url, "--bucket", bucket,
+        *(a for prefix in prefixes for a in ("--prefix", prefix)),
         "--wait-time", "1", "--prefect-api-url", api_url,
     ], env, log_dir)
 

@@ -6,7 +6,10 @@
 
 Checks the promises made to users: a burst of uploads gives ONE retraining
 run that sees all of it and promotes v1; uploading the same data again trains
-nothing new. Also deploys prefect.yaml for real with `prefect deploy --all`.
+nothing new. The same bridge also forwards the inbox folder (`--prefix` twice),
+where `spira serve --inbox` scores each burst of recordings ONCE with the
+champion, a challenger in shadow, and scores nothing new when the same files
+come again. Also deploys prefect.yaml for real with `prefect deploy --all`.
 Timings are printed (run with -s to see them in context).
 """
 from __future__ import annotations
@@ -15,7 +18,7 @@ import json
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -44,8 +47,9 @@ from tests.e2e.conftest import (
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-SETTLE_S = 8  # the burst window / delayed start used by the served trigger
+SETTLE_S = 8  # the burst window / delayed start used by the served triggers
 MODEL = "spira"
+INBOX = "inbox"  # the folder of unlabelled recordings spira-score watches, next to PREFIX in the same bucket
 
 
 # ------------------------------------------------------------------ prefect deploy --all
@@ -121,6 +125,8 @@ class Stack:
     data_uri: str
     registry_uri: str
     deployment_id: uuid.UUID
+    score_deployment_id: uuid.UUID
+    inbox_uri: str
     s3: Any
     services: list[Service]
     dataset: Path
@@ -142,33 +148,42 @@ def stack(e2e_moto: str, e2e_prefect: str, in_process_clients: None, fast_overri
     queue_url = create_bucket_and_queue(s3, sqs, bucket, f"spira-e2e-{uid}")
     notify_queue(s3, sqs, bucket, queue_url)
     data_uri, registry_uri = f"s3://{bucket}/{PREFIX}", f"s3://{bucket}/registry"
+    inbox_uri = f"s3://{bucket}/{INBOX}"
 
     env = service_env(e2e_prefect, e2e_moto, work)
     services: list[Service] = []
     try:
-        services.append(start_bridge(queue_url, bucket, e2e_prefect, env, work / "logs"))
+        # One queue, two folders: the labelled data and the inbox.
+        services.append(start_bridge(queue_url, bucket, e2e_prefect, env, work / "logs", prefixes=(PREFIX, INBOX)))
         sets = fast_config_sets(fast_overrides)
         t0 = time.monotonic()
         services.append(start_service("serve", [
             "-m", "deployments.serve", "--data-uri", data_uri, "--registry-uri", registry_uri,
-            "--name", name, "--settle", str(SETTLE_S), *sets,
+            "--name", name, "--settle", str(SETTLE_S), "--inbox", inbox_uri, *sets,
         ], env, work / "logs"))
 
-        def automation_ready():
+        def automations_ready():
+            ids = []
             with get_client(sync_client=True) as client:
-                try:
-                    dep = client.read_deployment_by_name(f"spira-retrain/{name}")
-                except Exception:  # noqa: BLE001 - not created yet
-                    return None
-                autos = client.read_resource_related_automations(f"prefect.deployment.{dep.id}")
-                return dep.id if autos and all(a.enabled for a in autos) else None
+                for flow in ("spira-retrain", "spira-score"):
+                    try:
+                        dep = client.read_deployment_by_name(f"{flow}/{name}")
+                    except Exception:  # noqa: BLE001 - not created yet
+                        return None
+                    autos = client.read_resource_related_automations(f"prefect.deployment.{dep.id}")
+                    if not autos or not all(a.enabled for a in autos):
+                        return None
+                    ids.append(dep.id)
+            return ids
 
-        deployment_id = wait_for("the served deployment and its automation", automation_ready, 120, services)
+        deployment_id, score_deployment_id = wait_for("the served deployments and their automations",
+                                                      automations_ready, 120, services)
         # The triggers service loads new automations asynchronously; an event it has
         # not yet seen the automation for would simply not match.
         time.sleep(3)
         timings = {"serve_ready_s": round(time.monotonic() - t0, 1)}
-        yield Stack(e2e_prefect, bucket, data_uri, registry_uri, deployment_id, s3, services, e2e_dataset, timings)
+        yield Stack(e2e_prefect, bucket, data_uri, registry_uri, deployment_id, score_deployment_id, inbox_uri,
+                    s3, services, e2e_dataset, timings)
     finally:
         survivors = {svc.name: svc.stop() for svc in reversed(services)}
         leaked = {k: v for k, v in survivors.items() if v}
@@ -260,3 +275,115 @@ def test_same_data_again_registers_nothing_new(stack: Stack, first_burst: dict[s
         "skip_run_duration_s": round(second.total_run_time.total_seconds(), 1),
     }
     say(capsys, f"re-upload timings: {json.dumps(timings)}")
+
+
+# ------------------------------------------------------------------ the inbox: spira-score with a challenger in shadow
+
+
+@pytest.fixture(scope="module")
+def inbox_recordings(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[str, bytes]]:
+    """Six new recordings (another seed: voices the models never heard) as (key in the bucket, bytes)."""
+    from spira_demo import generate_demo_dataset
+
+    out = tmp_path_factory.mktemp("e2e-inbox") / "recordings"
+    generate_demo_dataset(out, speakers=6, seed=23, noise_files=0, separation="clear")
+    return [(f"{INBOX}/ward-3/{p.name}", p.read_bytes()) for p in sorted(out.rglob("*.wav"))]
+
+
+def _register_challenger(st: Stack) -> int:
+    """A v2 beside the champion v1, the way the retrain leaves a version its gate did not promote: registered,
+    its rejection in the ledger, the ``challenger`` alias on it. Its artifacts are v1's (a second training would
+    cost this test more than everything else), so it must agree with the champion on every recording."""
+    from spira_lib.registry import CHALLENGER_ALIAS
+
+    reg = _registry(st)
+    v1 = reg.champion(MODEL)
+    assert v1 is not None and v1.version == 1
+    artifacts = {name: reg.load_artifact(v1, name) for name in v1.artifacts}
+    metadata = {**v1.metadata, "training_key": f"e2e-copy-of-v1:{v1.metadata.get('training_key')}"}
+    v2 = reg.register(MODEL, artifacts, metadata, reason="e2e: a challenger to shadow the champion", actor="e2e")
+    reg.record_rejection(MODEL, v2.version, reason="e2e: not promoted, shadows the champion", actor="e2e")
+    reg.set_alias(MODEL, CHALLENGER_ALIAS, v2.version)
+    return v2.version
+
+
+def _upload_inbox(st: Stack, recordings: list[tuple[str, bytes]]) -> datetime:
+    started = datetime.now(timezone.utc)
+    for key, body in recordings:
+        st.s3.put_object(Bucket=st.bucket, Key=key, Body=body)
+    return started
+
+
+def _prediction_files(st: Stack, version: int) -> list[str]:
+    prefix = f"registry/predictions/{MODEL}/v{version:04d}/"
+    listed = st.s3.list_objects_v2(Bucket=st.bucket, Prefix=prefix).get("Contents", [])
+    return sorted(o["Key"] for o in listed if o["Key"].endswith(".parquet"))
+
+
+def _read_parquet(st: Stack, key: str):
+    import io
+
+    import polars as pl
+
+    return pl.read_parquet(io.BytesIO(st.s3.get_object(Bucket=st.bucket, Key=key)["Body"].read()))
+
+
+def test_inbox_burst_gives_one_scoring_run_with_predictions_and_a_shadow_report(
+        stack: Stack, first_burst: dict[str, Any], inbox_recordings: list[tuple[str, bytes]], capsys) -> None:
+    from spira_lib.hashing import sha256_hex
+
+    t0 = time.monotonic()
+    challenger = _register_challenger(stack)
+    retrain_runs = len(_runs(stack))
+    t_upload = _upload_inbox(stack, inbox_recordings)
+    wait_for("the inbox burst's scoring run to finish", finished_runs(stack.score_deployment_id, 1), 300, stack.services)
+    time.sleep(2)  # a (wrongly) second-firing trigger gets its chance to show itself
+    runs = deployment_runs(stack.score_deployment_id)
+    assert len(runs) == 1, f"expected one scoring run for the burst, got {[(r.name, r.state_name) for r in runs]}"
+    (run,) = runs
+    n = len(inbox_recordings)
+    assert run.state.is_completed(), f"{run.name}: {run.state}\n{stack.services[1].log_tail()}"
+    assert run.parameters["trigger"].startswith(f"{stack.inbox_uri}/")
+    assert run.state.message.startswith(f"scored {n} new recording(s) with {MODEL} v1 (0 rejected); "
+                                        f"shadow v{challenger} agreement 1.00"), run.state.message
+    assert {"scored", "shadow"} <= set(run.tags)
+    assert len(_runs(stack)) == retrain_runs  # the inbox is not training data: no retrain
+
+    # Predictions in Parquet under the registry: one file per model and batch, one row per recording.
+    (champion_file,) = _prediction_files(stack, 1)
+    (shadow_file,) = _prediction_files(stack, challenger)
+    preds = _read_parquet(stack, champion_file)
+    assert preds.height == n
+    assert sorted(preds["file"].to_list()) == sorted(k.removeprefix(f"{INBOX}/") for k, _ in inbox_recordings)
+    assert sorted(preds["sha256"].to_list()) == sorted(sha256_hex(b) for _, b in inbox_recordings)
+    assert set(preds["role"].to_list()) == {"champion"} and set(preds["version"].to_list()) == {1}
+    shadow = _read_parquet(stack, shadow_file)
+    assert shadow.height == n and set(shadow["role"].to_list()) == {"shadow"}
+
+    report = artifact_text(run.id, "spira-shadow")
+    assert f"## Shadow: {MODEL} v{challenger} (challenger) vs v1 (champion)" in report
+    assert "No decision would flip on this batch." in report
+    assert artifact_text(run.id, "spira-scored-batch"), "no scored-batch artifact"
+
+    # The same files again: one more run, which scores nothing new and writes no predictions.
+    t_again = _upload_inbox(stack, inbox_recordings)
+    wait_for("the re-upload's scoring run to finish", finished_runs(stack.score_deployment_id, 2), 300, stack.services)
+    time.sleep(2)
+    runs = deployment_runs(stack.score_deployment_id)
+    assert len(runs) == 2, f"expected one more scoring run, got {[(r.name, r.state_name) for r in runs]}"
+    again = runs[-1]
+    assert again.state.is_completed(), f"{again.name}: {again.state}\n{stack.services[1].log_tail()}"
+    assert again.state.message.startswith(f"scored 0 new recording(s) with {MODEL} v1"), again.state.message
+    assert _prediction_files(stack, 1) == [champion_file] and _prediction_files(stack, challenger) == [shadow_file]
+    assert len(_runs(stack)) == retrain_runs
+
+    timings = {
+        "inbox_upload_to_run_start_s": seconds_between(t_upload, run.start_time),
+        "inbox_upload_to_run_end_s": seconds_between(t_upload, run.end_time),
+        "score_run_duration_s": round(run.total_run_time.total_seconds(), 1),
+        "inbox_reupload_to_run_end_s": seconds_between(t_again, again.end_time),
+        "rescore_run_duration_s": round(again.total_run_time.total_seconds(), 1),
+        "recordings": n,
+        "test_s": round(time.monotonic() - t0, 1),
+    }
+    say(capsys, f"inbox timings: {json.dumps(timings)}")

@@ -116,7 +116,7 @@ def test_config_from_args_and_validation(monkeypatch: pytest.MonkeyPatch) -> Non
         "--bucket", "spira-raw", "--bucket", "spira-extra", "--prefix", "/incoming/", "--wait-time", "5",
     ])
     assert cfg.buckets == ("spira-raw", "spira-extra")
-    assert cfg.prefix == "incoming"
+    assert cfg.prefixes == ("incoming",)  # one --prefix, as before
     assert cfg.wait_time_s == 5
     assert cfg.sqs_endpoint_url == "http://sqs-only:2"  # the SPIRA-specific variable wins
     assert cfg.s3_endpoint_url == "http://generic:1"
@@ -308,3 +308,47 @@ def test_run_exits_after_idle_polls_and_a_failed_batch_leaves_every_message() ->
     sqs = FakeSQS([UPLOAD, second])
     stats = asyncio.run(_bridge(sqs, FakeS3([]), Broken(), check_exists=False).poll_once())
     assert stats.failed == 2 and stats.emitted == 0 and sqs.deleted == []
+
+
+# ---------------------------------------------------------------- several prefixes (data and inbox from one queue)
+
+
+def test_prefix_is_repeatable_on_the_command_line() -> None:
+    cfg = bridge_config_from_args(["--queue-url", "q", "--prefix", "incoming", "--prefix", "/inbox/", "--prefix", "incoming"])
+    assert cfg.prefixes == ("incoming", "inbox")  # normalised, a repeated folder once, order kept
+    assert bridge_config_from_args(["--queue-url", "q"]).prefixes == ()  # no --prefix: the whole bucket
+    assert bridge_config_from_args(["--queue-url", "q", "--prefix", ""]).prefixes == ()  # as the doctor prints it
+    with pytest.raises(SystemExit) as info:  # the whole bucket and a folder of it: say which one is meant
+        bridge_config_from_args(["--queue-url", "q", "--prefix", "", "--prefix", "inbox"])
+    assert info.value.code == 2
+
+
+def test_config_keeps_the_single_prefix_keyword() -> None:
+    assert BridgeConfig(queue_url="q", prefix="/incoming/").prefixes == ("incoming",)
+    assert BridgeConfig(queue_url="q", prefix="").prefixes == ()  # the old default: no filter
+    assert BridgeConfig(queue_url="q", prefix="incoming", prefixes=("inbox",)).prefixes == ("incoming", "inbox")
+    assert BridgeConfig(queue_url="q", prefix="", prefixes=["inbox"]).prefixes == ("inbox",)
+    with pytest.raises(ValueError, match="whole bucket"):
+        BridgeConfig(queue_url="q", prefixes=("", "inbox"))
+    with pytest.raises(ValueError, match="prefix must be a string"):
+        BridgeConfig(queue_url="q", prefix=["incoming", "inbox"])
+
+
+@pytest.mark.parametrize(("key", "forwarded"), [
+    ("incoming/p1/a.wav", True), ("inbox/b.wav", True), ("inbox/deep/c.flac", True),
+    ("inbox2/d.wav", False), ("registry/spira/v0001/model.pt", False), ("e.wav", False), ("inbox/", False),
+])
+def test_config_forwards_keys_under_any_of_its_folders(key: str, forwarded: bool) -> None:
+    cfg = BridgeConfig(queue_url="q", prefixes=("incoming", "inbox"))
+    assert cfg.forwards_key(key) is forwarded
+    assert BridgeConfig(queue_url="q").forwards_key(key) is (not key.endswith("/"))
+
+
+def test_one_queue_forwards_the_data_and_the_inbox_folders_and_skips_the_rest() -> None:
+    keys = ["incoming/p1.wav", "inbox/new.wav", "registry/spira/v0001/model.pt", "inbox2/x.wav", "incoming/"]
+    bodies = [json.dumps({"Records": [aws_record(k, sequencer=f"00{i}")]}) for i, k in enumerate(keys)]
+    sqs, events = FakeSQS(bodies), FakeEvents()
+    stats = asyncio.run(_bridge(sqs, FakeS3([]), events, check_exists=False, prefixes=("incoming", "inbox")).poll_once())
+    assert [e.resource.id for e in events.emitted] == ["s3://spira-raw/incoming/p1.wav", "s3://spira-raw/inbox/new.wav"]
+    assert stats.emitted == 2 and stats.skipped == 3
+    assert sorted(sqs.deleted) == ["r0", "r1", "r2", "r3", "r4"]  # skipped records are settled too

@@ -332,3 +332,19 @@ def test_command_exit_status_and_json(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(D, "run_checks", lambda *a, **k: [D.Check("x", "y", D.TODO, "later", "cmd")])
     res = runner.invoke(app, ["doctor"])
     assert res.exit_code == 0 and "0 problem(s), 1 step(s) to do" in res.output
+
+
+@pytest.mark.parametrize("inbox, expected", [
+    ("s3://spira-raw/inbox", "--bucket spira-raw --prefix incoming --prefix inbox"),
+    ("s3://spira-inbox/new", "--bucket spira-raw --bucket spira-inbox --prefix incoming --prefix new"),
+    ("s3://spira-inbox", "--bucket spira-raw --bucket spira-inbox --prefix ''"),
+    ("", "--bucket spira-raw --prefix incoming"),
+])
+def test_the_bridge_command_forwards_the_inbox_folder_too(inbox: str, expected: str) -> None:
+    import shlex
+
+    from deployments.s3_bridge import bridge_config_from_args
+
+    command = D.bridge_command(D.Setup("local", {**BASE, "SPIRA_INBOX_URI": inbox}), "http://q/1/spira-uploads")
+    assert command == f"spira s3-bridge --queue-url http://q/1/spira-uploads {expected}"
+    bridge_config_from_args(shlex.split(command)[2:])  # a command line the bridge accepts (exits 2 otherwise)
