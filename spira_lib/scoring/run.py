@@ -62,7 +62,8 @@ def shadow_step(spec: RunSpec, champion: ModelVersion, challenger: ModelVersion,
     shas = set(batch.shas) & set(shadow.shas)
     stats = compare(read_predictions(ws, champion.name, champion.version, shas),
                     read_predictions(ws, challenger.name, challenger.version, shas), ws.pseudonyms(cfg), cfg.evaluation.threshold)
-    tally = update_tally(ws, spec.model_name, champion.version, challenger.version, batch.batch_id, stats.pop("decisions"))
+    stats.pop("decisions")  # this batch's counts; the tally counts each clip once, from per_clip
+    tally = update_tally(ws, spec.model_name, champion.version, challenger.version, batch.batch_id, stats.pop("per_clip"))
     return ShadowReport(model=spec.model_name, champion=champion.version, challenger=challenger.version, tally=tally, **stats)
 
 

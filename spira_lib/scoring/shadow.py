@@ -22,6 +22,10 @@ from spira_lib.ports import join_key
 MAX_FLIPS_SHOWN = 50
 
 
+# Clips already in a tally, by the first characters of their sha256 (enough to tell recordings apart).
+COUNTED_PREFIX = 16
+
+
 def tally_key(model: str, version: int) -> str:
     return join_key("shadow", model, f"v{version:04d}.json")
 
@@ -70,7 +74,8 @@ def compare(champion: pl.DataFrame, challenger: pl.DataFrame, pseudonym, thresho
     old, new = both["p_old"].to_numpy(), both["p_new"].to_numpy()
     d_old, d_new = old >= threshold, new >= threshold
     out: dict[str, Any] = {"n_clips": both.height, "agreement": None, "kappa": None, "pearson": None, "spearman": None,
-                           "ks_statistic": None, "ks_pvalue": None, "flips": [], "decisions": [[0, 0], [0, 0]]}
+                           "ks_statistic": None, "ks_pvalue": None, "flips": [], "decisions": [[0, 0], [0, 0]],
+                           "per_clip": []}
     if both.height == 0:
         return out
     varied = old.std() > 0 and new.std() > 0
@@ -85,21 +90,30 @@ def compare(champion: pl.DataFrame, challenger: pl.DataFrame, pseudonym, thresho
                   for f, a, b in flips.select("file", "p_old", "p_new").iter_rows()][:MAX_FLIPS_SHOWN],
         "decisions": [[int(np.sum(~d_old & ~d_new)), int(np.sum(~d_old & d_new))],
                       [int(np.sum(d_old & ~d_new)), int(np.sum(d_old & d_new))]],
+        "per_clip": [(sha, int(a), int(b)) for sha, a, b in zip(both["sha256"].to_list(), d_old, d_new)],
     })
     return out
 
 
-def update_tally(ws: Workspace, model: str, champion: int, challenger: int, batch_id: str, decisions: list[list[int]]) -> dict[str, Any]:
-    """Add one batch's 2x2 decision counts (champion rows x challenger columns) to the challenger's running tally.
+def update_tally(ws: Workspace, model: str, champion: int, challenger: int, batch_id: str,
+                 per_clip: list[tuple[str, int, int]]) -> dict[str, Any]:
+    """Add the decisions (champion, challenger) on clips not counted before to the challenger's running tally.
 
-    A batch already counted (same id) is not counted twice, so a retried flow keeps the tally right.
+    Each recording counts once per challenger, by content: a scoring run compares every clip both models
+    have scored, and a rerun, a retried flow or a re-upload must not add the same evidence again (a held
+    challenger is promoted on this count).
     """
     key = tally_key(model, challenger)
     tally = get_json(ws.store, key) or {"model": model, "challenger": challenger, "batches": [], "decisions": [[0, 0], [0, 0]]}
-    if batch_id not in tally["batches"]:
+    counted = set(tally.get("clips", []))
+    fresh = [(sha, a, b) for sha, a, b in per_clip if sha[:COUNTED_PREFIX] not in counted]
+    if fresh:
         tally["batches"].append(batch_id)
-        tally["decisions"] = [[tally["decisions"][i][j] + decisions[i][j] for j in (0, 1)] for i in (0, 1)]
+        for sha, a, b in fresh:
+            tally["decisions"][a][b] += 1
+            counted.add(sha[:COUNTED_PREFIX])
         tally["champion"] = champion
+    tally["clips"] = sorted(counted)
     n = sum(map(sum, tally["decisions"]))
     agree = tally["decisions"][0][0] + tally["decisions"][1][1]
     tally["n"], tally["agreement"] = n, (agree / n if n else 0.0)

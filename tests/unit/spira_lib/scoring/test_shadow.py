@@ -36,7 +36,9 @@ def test_challenger_scores_the_same_batch_in_shadow_and_the_tally_runs():
     spec.workspace().data.put("batch/more.wav", wav(50))
     second = run_scoring(spec)
     assert second.champion.n_scored == 1 and second.shadow.n_clips == 7  # compared on the whole batch it saw
-    assert second.shadow.tally["n"] == 13 and len(second.shadow.tally["batches"]) == 2
+    assert second.shadow.tally["n"] == 7 and len(second.shadow.tally["batches"]) == 2  # each recording counts once
+    third = run_scoring(spec)  # nothing new: the same evidence is not counted again
+    assert third.champion.n_scored == 0 and third.shadow.tally["n"] == 7 and len(third.shadow.tally["batches"]) == 2
 
 
 def test_a_held_challenger_is_promoted_once_its_shadow_evidence_suffices():
