@@ -1,6 +1,6 @@
 """Run the benchmarks, print a table, write ``bench/results.json``.
 
-    python -m bench.run_all                 # everything (<= 10 min on 2 cores)
+    python -m bench.run_all                 # everything (<= 15 min on 2 cores); rewrites the README table
     python -m bench.run_all --quick         # tiny sizes, for the smoke test
     python -m bench.run_all --only training --device cuda
 """
@@ -28,8 +28,15 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 from bench.common import DEFAULT_RESULTS, Context, Result, bench_env, print_table, write_results  # noqa: E402
 
 # Order matters only for the printout; each module has run(ctx) -> list[Result].
-BENCHMARKS = ("features", "training", "incremental", "memory", "event_latency", "gpu")
+BENCHMARKS = ("features", "training", "throughput", "scoring", "incremental", "memory", "drift", "event_latency",
+              "load_burst", "gpu")
+# Slow to set up (servers, 20 seeds of generated audio): --quick leaves them out unless named.
+SLOW = ("event_latency", "load_burst", "drift")
 _MODULES = {
+    "throughput": "bench.throughput",
+    "scoring": "bench.scoring",
+    "drift": "bench.drift",
+    "load_burst": "bench.load_burst",
     "features": "bench.feature_throughput",
     "training": "bench.training_speed",
     "incremental": "bench.incremental",
@@ -60,9 +67,16 @@ def selected(only: Sequence[str], *, quick: bool, with_server: bool, no_server: 
     if unknown:
         raise ValueError(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
     chosen = [b for b in BENCHMARKS if not names or b in names]
-    # The server benchmark costs ~40 s of setup; --quick leaves it out unless asked for.
-    server_wanted = with_server or (not quick and not no_server) or ("event_latency" in names and not no_server)
-    return [b for b in chosen if b != "event_latency" or server_wanted]
+    # The server benchmarks cost ~40 s of setup or more; --quick leaves the slow ones out unless asked for.
+    def wanted(b: str) -> bool:
+        if b not in SLOW:
+            return True
+        server = b in ("event_latency", "load_burst")
+        if server and no_server:
+            return False
+        return not quick or b in names or (server and with_server)
+
+    return [b for b in chosen if wanted(b)]
 
 
 def run_benchmarks(names: Sequence[str], ctx: Context) -> list[Result]:
@@ -113,6 +127,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for r in results:
         r.extra.setdefault("machine", env)
     write_results(results, ns.out)
+    if ns.out == DEFAULT_RESULTS and not ns.quick and not ns.only:
+        from bench import readme_table
+
+        readme_table.main([])  # the README's performance table follows the results
     print()
     print_table(results)
     print(f"\n{len(results)} result(s) in {total:.0f} s -> {ns.out}")
