@@ -28,14 +28,15 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 from bench.common import DEFAULT_RESULTS, Context, Result, bench_env, print_table, write_results  # noqa: E402
 
 # Order matters only for the printout; each module has run(ctx) -> list[Result].
-BENCHMARKS = ("features", "training", "throughput", "scoring", "incremental", "memory", "drift", "event_latency",
-              "load_burst", "gpu")
-# Slow to set up (servers, 20 seeds of generated audio): --quick leaves them out unless named.
-SLOW = ("event_latency", "load_burst", "drift")
+BENCHMARKS = ("features", "training", "time_to_quality", "throughput", "scoring", "incremental", "memory", "drift",
+              "event_latency", "load_burst", "gpu")
+# Slow (servers, 20 seeds of generated audio, three trainings): --quick leaves them out unless named.
+SLOW = ("event_latency", "load_burst", "drift", "time_to_quality")
 _MODULES = {
     "throughput": "bench.throughput",
     "scoring": "bench.scoring",
     "drift": "bench.drift",
+    "time_to_quality": "bench.time_to_quality",
     "load_burst": "bench.load_burst",
     "features": "bench.feature_throughput",
     "training": "bench.training_speed",

@@ -168,6 +168,7 @@ class BaselineTrainer:
         self.data_seconds = 0.0  # waiting for the DataLoader (decode + noise + MFCC), training part only
         self.seconds: list[float] = []
         self.val_losses: list[float] = []
+        self.val_probs: list[np.ndarray] = []  # per-clip validation probabilities after each epoch
 
     def epoch(self) -> float:
         """Train one epoch and validate (recomputing the validation features); returns wall seconds."""
@@ -194,7 +195,8 @@ class BaselineTrainer:
             self.scaler.step(self.opt)
             self.scaler.update()
         y_val = np.asarray(self.val_ds.labels, dtype=np.float64)
-        p = np.clip(_predict_dataset(self.model, self.val_ds, self.device, max(tc.batch_size, 128)), 1e-7, 1 - 1e-7)
+        self.val_probs.append(_predict_dataset(self.model, self.val_ds, self.device, max(tc.batch_size, 128)))
+        p = np.clip(self.val_probs[-1], 1e-7, 1 - 1e-7)
         self.val_losses.append(float(-np.mean(y_val * np.log(p) + (1 - y_val) * np.log(1 - p))))
         if self.device.type == "cuda":
             torch.cuda.synchronize()

@@ -93,3 +93,12 @@ def test_helpers() -> None:
     lines: list[str] = []
     print_table([Result("x.y", 1.5, "s", "a vs b", ">= 1", True), Result("z", None, "", "n/a")], lines.append)
     assert "x.y" in lines[2] and "PASS" in lines[2] and "n/a" in lines[3]
+
+
+def test_time_to_quality_reads_the_first_epoch_at_the_target() -> None:
+    from bench.time_to_quality import TARGET_AUC, _summary
+
+    hit = _summary([(10.0, 0.5), (20.0, None), (30.0, TARGET_AUC), (40.0, 0.99)], prep_s=4.0)
+    assert hit["reached"] and hit["seconds"] == 30.0 and hit["epochs"] == 3
+    miss = _summary([(10.0, 0.5), (20.0, 0.6)], prep_s=4.0)
+    assert not miss["reached"] and miss["seconds"] == 20.0 and miss["epochs"] == 2
