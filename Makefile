@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 DEMO_DIR ?= demo
 
-.PHONY: demo test test-fast bench install clean-demo
+.PHONY: demo test test-fast bench bench-quality bench-quality-smoke install clean-demo
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,14 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all
+
+# The quality benchmark (docs/quality.md): hours at full size, cached per training under $$SPIRA_QUALITY_WORKDIR.
+bench-quality: $(STAMP)
+	$(BIN)/python -m bench.quality
+
+# Small sets, 1 seed, few epochs: a few minutes, figures not meaningful.
+bench-quality-smoke: $(STAMP)
+	$(BIN)/python -m bench.quality --smoke
 
 clean-demo:
 	rm -rf $(DEMO_DIR)
