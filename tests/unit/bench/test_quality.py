@@ -34,3 +34,11 @@ def test_recipes_spell_out_the_shipped_defaults() -> None:
         section, field = key.split(".")
         assert getattr(getattr(shipped, section), field) == value, key
     assert quality.OLD_DEFAULTS["model.arch"] == "spiraconv_v2" and quality.OLD_DEFAULTS["training.schedule"] == "noam"
+
+
+def test_docs_table_is_the_committed_results() -> None:
+    """docs/quality.md's results table is bench.quality.markdown of docs/quality-results.json."""
+    from bench.common import ROOT
+
+    result = json.loads((ROOT / "docs" / "quality-results.json").read_text())
+    assert quality.markdown(result["table"], result["latent_severity_auc"]) in (ROOT / "docs" / "quality.md").read_text()
