@@ -192,7 +192,7 @@ def best_case(ctx: Context) -> list[Result]:
             # Same, written to a local folder (LocalFolderStore fsyncs every object).
             "threads2_torch1_localdisk": (2, 1, True),
         }
-        reps = ctx.size(3, 2)
+        reps = 2
         walls: dict[str, float] = {}
         pool_startup = None
         # Best of `reps`, set-ups interleaved round-robin so that load from other

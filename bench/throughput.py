@@ -166,9 +166,9 @@ def measure_arch(arch: str, quick: bool, threads: tuple[int, ...]) -> dict:
     y = (torch.rand(batch) > 0.5).float()
     fast = arch == "convstats"
     steppers = {f"{k}@{t}t": v for t in threads for k, v in _train_variants(arch, model, x, y, t).items()}
-    train = interleaved(steppers, 2 if quick else (16 if fast else 5))
+    train = interleaved(steppers, 2 if quick else (10 if fast else 3))
     before_fwd = layer_by_layer if arch == "spiraconv_v2" else _forward
-    xs = torch.randn(8 if quick else (1024 if fast else 128), n_frames, feat.n_features)
+    xs = torch.randn(8 if quick else (512 if fast else 64), n_frames, feat.n_features)
     model.eval()
     scorers = {}
     for t in threads:

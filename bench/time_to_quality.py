@@ -120,7 +120,7 @@ def _summary(curve: list[tuple[float, float | None]], prep_s: float) -> dict[str
 def run(ctx: Context) -> list[Result]:
     import torch
 
-    speakers, budget = ctx.size(80, 12), ctx.size(75.0, 5.0)
+    speakers, budget = ctx.size(80, 12), ctx.size(60.0, 5.0)
     prev = torch.get_num_threads()
     with ctx.tempdir("bench-ttq") as tmp:
         ctx.say(f"[time_to_quality] generating {speakers} demo speakers")

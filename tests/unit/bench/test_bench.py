@@ -69,12 +69,16 @@ def test_quick_run_measures_something_real(quick_results) -> None:
 
 
 def test_selection_and_errors() -> None:
-    assert run_all.selected([], quick=False, with_server=False, no_server=False) == list(run_all.BENCHMARKS)
+    full = run_all.selected([], quick=False, with_server=False, no_server=False)
+    assert full == [b for b in run_all.BENCHMARKS if b not in run_all.OPT_IN]
+    assert "load_burst" in run_all.selected([], quick=False, with_server=False, no_server=False, with_load_burst=True)
+    assert "load_burst" in run_all.selected(["load_burst"], quick=False, with_server=False, no_server=False)
     quick = run_all.selected([], quick=True, with_server=False, no_server=False)
     assert not set(run_all.SLOW) & set(quick)
-    assert {"event_latency", "load_burst"} <= set(run_all.selected([], quick=True, with_server=True, no_server=False))
+    assert "event_latency" in run_all.selected([], quick=True, with_server=True, no_server=False)
     assert "drift" in run_all.selected(["drift"], quick=True, with_server=False, no_server=False)
-    assert not {"event_latency", "load_burst"} & set(run_all.selected([], quick=False, with_server=False, no_server=True))
+    assert not {"event_latency", "load_burst"} & set(run_all.selected([], quick=False, with_server=False, no_server=True,
+                                                                      with_load_burst=True))
     assert run_all.selected(["gpu,features"], quick=True, with_server=False, no_server=False) == ["features", "gpu"]
     with pytest.raises(ValueError, match="unknown benchmark.*nope"):
         run_all.selected(["nope"], quick=True, with_server=False, no_server=False)
