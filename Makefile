@@ -37,11 +37,11 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all
 
-# Training-recipe quality: unseen speakers / shifted voice+channel / noise confound (bench/quality.py);
-# the full run takes hours on 2 CPU cores (cached per training under $$SPIRA_QUALITY_WORKDIR).
+# The quality benchmark (docs/quality.md): hours at full size, cached per training under $$SPIRA_QUALITY_WORKDIR.
 bench-quality: $(STAMP)
 	$(BIN)/python -m bench.quality
 
+# Small sets, 1 seed, few epochs: a few minutes, figures not meaningful.
 bench-quality-smoke: $(STAMP)
 	$(BIN)/python -m bench.quality --smoke
 

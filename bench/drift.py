@@ -101,8 +101,8 @@ def _rows(root: Path) -> list[dict]:
 
 
 def _other_voice(original: Callable) -> Callable:
-    def draw(rng, label, severity=None):
-        prof = original(rng, label, severity)
+    def draw(rng, label, severity=None, **kwargs):
+        prof = original(rng, label, severity, **kwargs)
         return dataclasses.replace(prof, f0_hz=prof.f0_hz * VOICE_F0, formant_scale=prof.formant_scale * VOICE_FORMANT)
 
     return draw

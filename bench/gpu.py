@@ -21,8 +21,8 @@ def run(ctx: Context) -> list[Result]:
     elif available:
         note = f"a GPU is present ({name}) but this run used --device {ctx.device}; rerun with --only training --device cuda."
     else:
-        note = ("no GPU on this machine (none was lent to this task): no GPU figure. Run "
-                "`python -m bench.run_all --only training --device cuda` on a CUDA machine.")
+        note = ("not measured: no CUDA device. Run "
+                "`python -m bench.run_all --only training,throughput --device cuda` on a CUDA machine.")
     return [
         Result(
             name="gpu.training",

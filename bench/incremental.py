@@ -25,11 +25,9 @@ OVERRIDES = {
     "evaluation.bootstrap_samples": 50,
     "validation.min_clips": 10,
     "validation.min_clips_per_class": 3,
-    "gate.min_roc_auc": 0.0,
-    "gate.min_balanced_accuracy": 0.0,
-    "gate.slice_floor": 0.0,
-    "gate.max_shortcut_drop": 1.0,
 }
+# The shipped gate is left as it is: a 1-epoch model is registered (and the rerun
+# recognises it) whether or not the gate then promotes it.
 
 
 def run(ctx: Context) -> list[Result]:

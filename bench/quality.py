@@ -30,7 +30,9 @@ feature store, training loop, prediction, metrics):
    into the controls) and training wall time; also the ROC-AUC of the latent
    severity itself per set (the ceiling any model can reach there).
 
-Writes JSON (``--out``) and prints a markdown table.
+Writes JSON (``--out``) and prints a markdown table. ``--smoke`` is the tiny
+mode (small sets, 1 seed, few epochs) that tests/unit/bench/test_quality.py
+runs; its figures are not meaningful. Findings: docs/quality.md.
 """
 from __future__ import annotations
 
@@ -164,9 +166,7 @@ def _gen(workdir: Path, name: str, speakers: int) -> Path:
     return out
 
 
-def _cfg(overrides: dict[str, Any], noise_dir: Path, epochs: int | None, seed: int):
-    from spira_lib.config import build_config
-
+def _overrides(overrides: dict[str, Any], noise_dir: Path, epochs: int | None, seed: int) -> dict[str, Any]:
     o = dict(overrides)
     o["augment.noise_dir"] = str(noise_dir)
     o["training.threads"] = 1
@@ -174,35 +174,38 @@ def _cfg(overrides: dict[str, Any], noise_dir: Path, epochs: int | None, seed: i
     o["training.seed"] = seed
     if epochs is not None:
         o["training.epochs"] = epochs
-    return build_config({}, o)
+    # Small test sets (--smoke) are still scored: validation must not refuse them.
+    o.setdefault("validation.min_clips", 10)
+    o.setdefault("validation.min_clips_per_class", 3)
+    return o
 
 
-def _prepare_set(workdir: Path, data_dir: Path, cfg, *, split: bool) -> dict:
-    """Snapshot + validate (+ split) a set through the pipeline's own steps; features for its rows under ``cfg``."""
+def _prepare_set(workdir: Path, data_dir: Path, overrides: dict[str, Any], *, split: bool) -> dict:
+    """Snapshot + validate (+ split) a set through the pipeline's steps; features for its rows under the config."""
     import polars as pl
 
     from spira_lib.feature_store import VariantPlan
     from spira_lib.features import FeatureExtractor
     from spira_lib.pipeline import RunSpec
-    from spira_lib.pipeline import data_steps as D
-    from spira_lib.pipeline import layout as L
+    from spira_lib.pipeline.data_steps import feature_rows, snapshot_step, split_step, validate_step
+    from spira_lib.pipeline.layout import get_frame
 
-    spec = RunSpec(data_uri=str(data_dir), registry_uri=str(workdir / "store"), config=cfg)
-    ws = spec.workspace()
-    checked = D.validate_step(spec, D.snapshot_step(spec))
+    spec = RunSpec.build(data_dir, workdir / "store", overrides=overrides)
+    cfg, ws = spec.config, spec.workspace()
+    checked = validate_step(spec, snapshot_step(spec))
     if split:
-        df = L.get_frame(ws.store, D.split_step(spec, checked).split_key)
+        df = get_frame(ws.store, split_step(spec, checked).split_key)
     else:
-        df = L.get_frame(ws.store, checked.good_key).with_columns(pl.lit("test").alias("split"))
+        df = get_frame(ws.store, checked.good_key).with_columns(pl.lit("test").alias("split"))
     noise = ws.noise_bank(cfg.audio.sample_rate)
     plan = VariantPlan.build(cfg.augment, cfg.evaluation, noise)
     extractor = FeatureExtractor(cfg.features)
-    ws.features.ensure(ws.data, D.feature_rows(df), extractor, plan, noise, workers=2)
-    return {"df": df, "ekey": extractor.key, "plan": plan, "ws": ws}
+    ws.features.ensure(ws.data, feature_rows(df), extractor, plan, noise, workers=2)
+    return {"df": df, "ekey": extractor.key, "plan": plan, "ws": ws, "cfg": cfg}
 
 
 def _latent_auc(df, latents: dict[str, dict]) -> float | None:
-    from spira_lib.metrics import roc_auc
+    from spira_lib.metrics.point import roc_auc
 
     sev = [latents.get(s, {}).get("severity") for s in df["speaker_id"].to_list()]
     if any(v is None for v in sev):
@@ -225,9 +228,9 @@ def _run_one(job: dict) -> dict:
     from spira_lib.training import predict_clips, train_model
 
     workdir, dirs = Path(job["workdir"]), {k: Path(v) for k, v in job["dirs"].items()}
-    cfg = _cfg(job["overrides"], dirs["train"] / "noises", job["epochs"], job["seed"])
-    tr = _prepare_set(workdir, dirs["train"], cfg, split=True)
-    df = tr["df"]
+    overrides = _overrides(job["overrides"], dirs["train"] / "noises", job["epochs"], job["seed"])
+    tr = _prepare_set(workdir, dirs["train"], overrides, split=True)
+    cfg, df = tr["cfg"], tr["df"]
 
     def src(frame, augmented=False, cls=StoreClipSource, prep=tr):
         return cls(prep["ws"].features, prep["ekey"], frame["sha256"].to_list(), frame["label"].to_list(),
@@ -245,7 +248,7 @@ def _run_one(job: dict) -> dict:
         "sets": {},
     }
     for name in [n for n in (*TEST_SETS, *DIAGNOSTIC_SETS) if n in dirs]:
-        prep = _prepare_set(workdir, dirs[name], cfg, split=False)
+        prep = _prepare_set(workdir, dirs[name], overrides, split=False)
         d = prep["df"]
         probs = predict_clips(res.model, src(d, prep=prep), model_cfg=cfg.model, feat_cfg=cfg.features)
         m = binary_metrics(d["label"].to_numpy(), probs, cfg.evaluation.threshold)
@@ -384,10 +387,10 @@ def main(argv: list[str] | None = None) -> int:
     t1 = time.perf_counter()
     latent: dict[str, float | None] = {}
     for r in recipes:
-        cfg = _cfg({**RECIPES[r], **extra}, dirs["train"] / "noises", epochs, 0)
-        _prepare_set(workdir, dirs["train"], cfg, split=True)
+        overrides = _overrides({**RECIPES[r], **extra}, dirs["train"] / "noises", epochs, 0)
+        _prepare_set(workdir, dirs["train"], overrides, split=True)
         for name in [n for n in dirs if n != "train"]:
-            prep = _prepare_set(workdir, dirs[name], cfg, split=False)
+            prep = _prepare_set(workdir, dirs[name], overrides, split=False)
             if name not in latent:
                 lat = speaker_latents(n_test, SETS[name]["seed"])
                 latent[name] = _latent_auc(prep["df"], lat)
@@ -406,8 +409,8 @@ def main(argv: list[str] | None = None) -> int:
     # earlier. The model-code version is recorded in each run but NOT part of
     # the key (any edit would invalidate the hour-long SpiraConv baseline):
     # pass --fresh after changing training code.
-    from spira_lib.pipeline import code_version
-    from spira_lib.config import stable_hash
+    from spira_lib.hashing import stable_hash
+    from spira_lib.pipeline.workspace import code_version
 
     cache_dir = workdir / "runs"
     cache_dir.mkdir(exist_ok=True)

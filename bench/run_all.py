@@ -1,6 +1,6 @@
 """Run the benchmarks, print a table, write ``bench/results.json``.
 
-    python -m bench.run_all                 # everything (<= 10 min on 2 cores)
+    python -m bench.run_all                 # everything (<= 15 min on 2 cores); rewrites the README table
     python -m bench.run_all --quick         # tiny sizes, for the smoke test
     python -m bench.run_all --only training --device cuda
 """
@@ -28,8 +28,19 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 from bench.common import DEFAULT_RESULTS, Context, Result, bench_env, print_table, write_results  # noqa: E402
 
 # Order matters only for the printout; each module has run(ctx) -> list[Result].
-BENCHMARKS = ("features", "training", "incremental", "memory", "event_latency", "gpu")
+BENCHMARKS = ("features", "training", "time_to_quality", "throughput", "scoring", "incremental", "memory", "drift",
+              "event_latency", "load_burst", "gpu")
+# Slow (servers, 20 seeds of generated audio, three trainings): --quick leaves them out unless named.
+SLOW = ("event_latency", "load_burst", "drift", "time_to_quality")
+# Over the 15-minute budget of `make bench` on its own (the 5,000-object burst takes ~10 min here):
+# run only when named (--only load_burst) or with --with-load-burst.
+OPT_IN = ("load_burst",)
 _MODULES = {
+    "throughput": "bench.throughput",
+    "scoring": "bench.scoring",
+    "drift": "bench.drift",
+    "time_to_quality": "bench.time_to_quality",
+    "load_burst": "bench.load_burst",
     "features": "bench.feature_throughput",
     "training": "bench.training_speed",
     "incremental": "bench.incremental",
@@ -48,21 +59,31 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--with-server", action="store_true",
                    help="run the event-latency benchmark (starts a Prefect server) even with --quick")
     p.add_argument("--no-server", action="store_true", help="skip the event-latency benchmark")
+    p.add_argument("--with-load-burst", action="store_true", help="also run the 5,000-object load burst (~10 min)")
     p.add_argument("--out", type=Path, default=DEFAULT_RESULTS, help=f"results file (default {DEFAULT_RESULTS})")
     p.add_argument("--scratch", type=Path, default=None, help="folder for scratch data (default: the system temp dir)")
     return p
 
 
-def selected(only: Sequence[str], *, quick: bool, with_server: bool, no_server: bool) -> list[str]:
+def selected(only: Sequence[str], *, quick: bool, with_server: bool, no_server: bool, with_load_burst: bool = False) -> list[str]:
     """Benchmarks to run, in BENCHMARKS order; ValueError names an unknown one."""
     names = [n.strip() for item in only for n in item.split(",") if n.strip()]
     unknown = sorted(set(names) - set(BENCHMARKS))
     if unknown:
         raise ValueError(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
     chosen = [b for b in BENCHMARKS if not names or b in names]
-    # The server benchmark costs ~40 s of setup; --quick leaves it out unless asked for.
-    server_wanted = with_server or (not quick and not no_server) or ("event_latency" in names and not no_server)
-    return [b for b in chosen if b != "event_latency" or server_wanted]
+    # The server benchmarks cost ~40 s of setup or more; --quick leaves the slow ones out unless asked for.
+    def wanted(b: str) -> bool:
+        if b in OPT_IN and b not in names and not with_load_burst:
+            return False
+        if b not in SLOW:
+            return True
+        server = b in ("event_latency", "load_burst")
+        if server and no_server:
+            return False
+        return not quick or b in names or (server and with_server)
+
+    return [b for b in chosen if wanted(b)]
 
 
 def run_benchmarks(names: Sequence[str], ctx: Context) -> list[Result]:
@@ -92,7 +113,8 @@ def run_benchmarks(names: Sequence[str], ctx: Context) -> list[Result]:
 def main(argv: Sequence[str] | None = None) -> int:
     ns = _parser().parse_args(argv)
     try:
-        names = selected(ns.only, quick=ns.quick, with_server=ns.with_server, no_server=ns.no_server)
+        names = selected(ns.only, quick=ns.quick, with_server=ns.with_server, no_server=ns.no_server,
+                         with_load_burst=ns.with_load_burst)
     except ValueError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2
@@ -113,6 +135,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for r in results:
         r.extra.setdefault("machine", env)
     write_results(results, ns.out)
+    if ns.out == DEFAULT_RESULTS and not ns.quick and not ns.only:
+        from bench import readme_table
+
+        readme_table.main([])  # the README's performance table follows the results
     print()
     print_table(results)
     print(f"\n{len(results)} result(s) in {total:.0f} s -> {ns.out}")

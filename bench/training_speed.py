@@ -7,16 +7,23 @@ Baseline (SPIRA's original approach, re-implemented here): a torch
 preprocesses it, mixes ward noise and computes the MFCC, every epoch; the
 validation clips are recomputed every epoch too.
 
-Both use the same model, optimiser, schedule, seed, windows per clip, batch
-size, clips and device; both are scored on the same cached clean test
-features. Noise draws differ (fresh per epoch vs. fixed precomputed copies),
-so the metrics are close, not identical.
+Both use the same model (``model.arch``, built right after the same seed),
+optimiser, schedule (``scheduled_lr`` over the same number of steps), mixup,
+seed, windows per clip, batch size (16 windows), clips and device; both gather
+the next batch on a background thread while the current one trains, and both
+validate with batched forward passes over all windows of the clean validation
+clips. The only difference is cached features vs on-the-fly decoding, noise
+(``augment_wave``: ward noise and the recording-chain augmentation) and MFCC.
+Both are scored on the same cached clean test features. Noise draws differ
+(fresh per epoch vs. fixed precomputed copies), so the metrics are close, not
+identical.
 """
 from __future__ import annotations
 
 import io
 import time
-from typing import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Iterator, Sequence
 
 import numpy as np
 import polars as pl
@@ -33,9 +40,11 @@ from spira_lib.feature_store import StoreClipSource, VariantPlan
 from spira_lib.noise import NoiseBank
 from spira_lib.features import FeatureExtractor
 from spira_lib.metrics import binary_metrics
-from spira_lib.model import SpiraConvV2, make_windows, pad_or_crop, step_frames, window_frames
+from spira_lib.model import build_model, make_windows, pad_or_crop, step_frames, window_frames
+from spira_lib.noise import augment_wave
 from spira_lib.ports import ObjectStore
-from spira_lib.training import noam_lr, pick_device, predict_clips, train_model
+from spira_lib.training import pick_device, predict_clips, train_model
+from spira_lib.training.schedule import scheduled_lr
 
 NAME = "training"
 TARGET_SPEEDUP = 3.0
@@ -70,6 +79,7 @@ class OnTheFlyClips(Dataset):
         self.n_frames = window_frames(cfg.model, cfg.features)
         self.step = step_frames(cfg.model, cfg.features)
         self.copies = cfg.augment.noisy_copies if len(noise) else 0
+        self.aug_noise = VariantPlan.build(cfg.augment, cfg.evaluation, noise).noise_parts(noise)[0]
         self.crops = max(1, cfg.training.windows_per_clip)
         self.rng = np.random.default_rng(seed)
 
@@ -81,8 +91,7 @@ class OnTheFlyClips(Dataset):
         wave, _ = decode_audio(self.data.get(self.keys[i]), target_sr=sr, name=self.keys[i])
         wave = preprocess(wave, sr)
         if self.train and self.copies and self.rng.integers(0, self.copies + 1) > 0:
-            aug = self.cfg.augment
-            wave = self.noise.mix(wave, self.rng, aug.snr_db_min, aug.snr_db_max)
+            wave = augment_wave(wave, sr, self.rng, self.cfg.augment, self.aug_noise)
         feats = self.extractor(wave)
         if feats.shape[0] < self.n_frames:
             feats = pad_or_crop(feats, self.n_frames)
@@ -101,29 +110,46 @@ def _collate(items: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, torch
 
 
 @torch.no_grad()
-def _predict_dataset(model: SpiraConvV2, ds: OnTheFlyClips, device: torch.device) -> np.ndarray:
+def _predict_dataset(model: nn.Module, ds: OnTheFlyClips, device: torch.device, batch: int) -> np.ndarray:
+    """Per-clip mean window probability: every clip's windows computed, then batched forwards (as ours)."""
     model.eval()
-    probs = []
-    for i in range(len(ds)):
-        windows, _ = ds[i]
-        probs.append(float(torch.sigmoid(model(windows.to(device)).float()).mean()))
+    windows = [ds[i][0] for i in range(len(ds))]
+    clip = np.concatenate([np.full(len(w), i) for i, w in enumerate(windows)])
+    x = torch.cat(windows)
+    probs = np.concatenate([torch.sigmoid(model(x[lo : lo + batch].to(device)).float()).cpu().numpy()
+                            for lo in range(0, len(x), batch)])
     model.train()
-    return np.asarray(probs)
+    return np.bincount(clip, weights=probs, minlength=len(ds)) / np.bincount(clip, minlength=len(ds))
+
+
+def _prefetch(loader: DataLoader) -> Iterator:
+    """The loader's batches, the next one prepared on a background thread while the current one trains."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="baseline-prefetch") as pool:
+        it = iter(loader)
+        pending = pool.submit(next, it, None)
+        while True:
+            item = pending.result()
+            if item is None:
+                return
+            pending = pool.submit(next, it, None)
+            yield item
 
 
 class BaselineTrainer:
     """SPIRA-style loop, one epoch per call, so its epochs can be interleaved with ours.
 
-    Same model, Adam + weight decay, Noam warm-up, BCE-with-logits, AMP policy
-    and seed as ``spira_lib.training``; built right after ``torch.manual_seed``
-    so its initial weights equal ours.
+    Same model, Adam + weight decay, LR schedule, mixup, BCE-with-logits, AMP
+    policy and seed as ``spira_lib.training``; built right after
+    ``torch.manual_seed`` so its initial weights equal ours.
     """
 
     def __init__(self, train_ds: OnTheFlyClips, val_ds: OnTheFlyClips, cfg: SpiraConfig, device: torch.device) -> None:
         tc = cfg.training
         self.cfg, self.device, self.val_ds = cfg, device, val_ds
         torch.manual_seed(tc.seed)
-        self.model = SpiraConvV2(cfg.features.n_features, train_ds.n_frames, cfg.model).to(device)
+        self.model = build_model(cfg.features.n_features, train_ds.n_frames, cfg.model).to(device)
+        self.rng = np.random.default_rng(tc.seed + 1)  # mixup draws
+        self.total_steps = tc.epochs * max(1, -(-len(train_ds) * train_ds.crops // tc.batch_size))
         self.opt = torch.optim.Adam(self.model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
         self.loss_fn = nn.BCEWithLogitsLoss()
         self.use_amp = device.type == "cuda" and tc.mixed_precision
@@ -142,13 +168,14 @@ class BaselineTrainer:
         self.data_seconds = 0.0  # waiting for the DataLoader (decode + noise + MFCC), training part only
         self.seconds: list[float] = []
         self.val_losses: list[float] = []
+        self.val_probs: list[np.ndarray] = []  # per-clip validation probabilities after each epoch
 
     def epoch(self) -> float:
         """Train one epoch and validate (recomputing the validation features); returns wall seconds."""
         tc = self.cfg.training
         t0 = time.perf_counter()
         self.model.train()
-        batches = iter(self.loader)
+        batches = _prefetch(self.loader)
         while True:
             t_data = time.perf_counter()
             try:
@@ -158,7 +185,8 @@ class BaselineTrainer:
             self.data_seconds += time.perf_counter() - t_data
             self.steps += 1
             for g in self.opt.param_groups:
-                g["lr"] = noam_lr(self.steps, tc.lr, tc.warmup_steps)
+                g["lr"] = scheduled_lr(self.steps, tc, self.total_steps)
+            x, y = self._mixup(x, y)
             x, y = x.to(self.device), y.to(self.device)
             self.opt.zero_grad(set_to_none=True)
             with torch.autocast(device_type=self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
@@ -167,7 +195,8 @@ class BaselineTrainer:
             self.scaler.step(self.opt)
             self.scaler.update()
         y_val = np.asarray(self.val_ds.labels, dtype=np.float64)
-        p = np.clip(_predict_dataset(self.model, self.val_ds, self.device), 1e-7, 1 - 1e-7)
+        self.val_probs.append(_predict_dataset(self.model, self.val_ds, self.device, max(tc.batch_size, 128)))
+        p = np.clip(self.val_probs[-1], 1e-7, 1 - 1e-7)
         self.val_losses.append(float(-np.mean(y_val * np.log(p) + (1 - y_val) * np.log(1 - p))))
         if self.device.type == "cuda":
             torch.cuda.synchronize()
@@ -175,14 +204,24 @@ class BaselineTrainer:
         return self.seconds[-1]
 
 
+    def _mixup(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The same mixup as ``training.loop`` (Beta(alpha, alpha) mixes of window pairs and labels)."""
+        alpha = self.cfg.training.mixup_alpha
+        if alpha <= 0 or len(y) < 2:
+            return x, y
+        lam = torch.from_numpy(self.rng.beta(alpha, alpha, size=len(y)).astype(np.float32))
+        perm = torch.from_numpy(self.rng.permutation(len(y)))
+        return lam[:, None, None] * x + (1 - lam[:, None, None]) * x[perm], lam * y + (1 - lam) * y[perm]
+
+
 def _warm_up(cfg: SpiraConfig, device: torch.device) -> None:
     """One forward/backward pass so first-call costs (oneDNN kernels, allocator) hit neither side."""
-    model = SpiraConvV2(cfg.features.n_features, window_frames(cfg.model, cfg.features), cfg.model).to(device)
+    model = build_model(cfg.features.n_features, window_frames(cfg.model, cfg.features), cfg.model).to(device)
     x = torch.zeros(cfg.training.batch_size, model.n_frames, model.n_features, device=device)
     model(x).sum().backward()
 
 
-def _metrics(model: SpiraConvV2, test: StoreClipSource, cfg: SpiraConfig) -> dict:
+def _metrics(model: nn.Module, test: StoreClipSource, cfg: SpiraConfig) -> dict:
     probs = predict_clips(model, test, model_cfg=cfg.model, feat_cfg=cfg.features)
     m = binary_metrics(test.labels, probs)
     return {"roc_auc": m["roc_auc"], "accuracy": m["accuracy"], "balanced_accuracy": m["balanced_accuracy"]}

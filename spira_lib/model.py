@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from spira_lib.config import FeatureConfig, ModelConfig
+from spira_lib.spiraconv_cpu import cpu_convs
 
 # (out_channels, time_kernel, time_dilation, max_pool_over_time) per conv block.
 # Channels shrink 32 -> 4 so the flattened vector (4 x T' x F) stays small
@@ -126,7 +127,7 @@ class WindowClassifier(nn.Module):
 class SpiraConvV2(WindowClassifier):
     """SpiraConv v2: time-only dilated convs + GroupNorm + Mish, then a 2-layer MLP.
 
-    ``forward(x)`` takes ``[B, n_frames, n_features]`` and returns logits ``[B]``.
+    On CPU in fp32 ``trunk`` computes ``convs`` in fewer passes (spira_lib/spiraconv_cpu.py).
     """
 
     def __init__(self, n_features: int, n_frames: int, cfg: ModelConfig | None = None) -> None:
@@ -177,7 +178,19 @@ class SpiraConvV2(WindowClassifier):
         )
 
     def trunk(self, x: torch.Tensor) -> torch.Tensor:
-        return self.convs(apply_input_norm(x, self.input_norm).unsqueeze(1))
+        x = apply_input_norm(x, self.input_norm)
+        if x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_autocast_enabled("cpu"):
+            return cpu_convs(x, self._blocks(), self.training)
+        return self.convs(x.unsqueeze(1))
+
+    def _blocks(self):
+        """(conv, norm, dropout, pool?, time dilation) of each block of ``self.convs``."""
+        layers = iter(self.convs)
+        for _, _, dilation, pool in _BLOCKS:
+            conv, norm, _mish = next(layers), next(layers), next(layers)
+            if pool:
+                next(layers)
+            yield conv, norm, next(layers), pool, dilation
 
 
 class ConvStatsNet(WindowClassifier):

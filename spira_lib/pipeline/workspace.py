@@ -30,7 +30,7 @@ TRAINING_SECTIONS = ("audio", "features", "augment", "model", "training", "split
 # config. Its hash is part of every training key: changing it retrains once.
 # (The CLI, reports, registry and the demo generator do not change the model.)
 MODEL_CODE = (
-    "audio.py", "channels.py", "config.py", "reasons.py", "noise.py", "features.py", "feature_store.py", "model.py",
+    "audio.py", "channels.py", "config.py", "reasons.py", "noise.py", "features.py", "feature_store.py", "model.py", "spiraconv_cpu.py",
     "checkpoint.py",
     "dataset", "validation", "training",
 )

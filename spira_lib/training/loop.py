@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from spira_lib.config import AugmentConfig, FeatureConfig, ModelConfig, TrainingConfig
+from spira_lib.metrics.point import roc_auc
 from spira_lib.model import build_model, step_frames, window_frames
 from spira_lib.training.augment import spec_augment
 from spira_lib.training.predict import predict_index
@@ -48,6 +49,7 @@ class EpochStats:
     lr: float  # learning rate of the epoch's last step
     seconds: float  # wall time, validation included
     is_best: bool  # val_loss improved on every earlier epoch
+    val_roc_auc: float | None = None  # file-level; None when the validation clips hold one class only
 
 
 @dataclass
@@ -184,10 +186,11 @@ class _Trainer:
         self.scaler.update()
         return float(loss.detach())
 
-    def validate(self) -> tuple[float, float]:
-        """File-level (val_loss, val_accuracy) on the clean validation clips."""
+    def validate(self) -> tuple[float, float, float | None]:
+        """File-level (val_loss, val_accuracy, val_roc_auc) on the clean validation clips."""
         p_val = predict_index(self.model, self.val_index, self.n_frames, max(self.cfg.batch_size, 128))
-        return _file_bce(p_val, self.y_val.astype(np.float64)), float(np.mean((p_val >= 0.5) == (self.y_val == 1)))
+        y = self.y_val.astype(np.float64)
+        return _file_bce(p_val, y), float(np.mean((p_val >= 0.5) == (self.y_val == 1))), roc_auc(self.y_val, p_val)
 
     def run(self, on_epoch: Callable[[EpochStats], None] | None) -> TrainResult:
         result = TrainResult(model=self.model, device=str(self.device))
@@ -199,12 +202,12 @@ class _Trainer:
             if epoch == 1:
                 result.n_train_windows = len(index.starts)
             train_loss = self.train_epoch(index, self.rng.permutation(len(index.starts)))
-            val_loss, val_acc = self.validate()
+            val_loss, val_acc, val_auc = self.validate()
             is_best = val_loss < best_loss
             if is_best:
                 best_loss, result.best_epoch = val_loss, epoch
                 best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
-            stats = EpochStats(epoch, train_loss, val_loss, val_acc, self.lr, time.perf_counter() - t0, is_best)
+            stats = EpochStats(epoch, train_loss, val_loss, val_acc, self.lr, time.perf_counter() - t0, is_best, val_auc)
             result.history.append(stats)
             if on_epoch is not None:
                 on_epoch(stats)

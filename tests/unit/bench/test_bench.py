@@ -36,8 +36,8 @@ def test_quick_run_writes_one_row_set_per_benchmark(quick_results) -> None:
         assert row["passed"] in (True, False, None)
         assert not row["name"].endswith(".error"), f"{row['name']}: {row['notes']}"
     prefixes = {row["name"].split(".")[0] for row in rows}
-    # --quick leaves the server benchmark out unless --with-server is given.
-    assert prefixes == {"features", "training", "incremental", "memory", "gpu"}
+    # --quick leaves the slow ones (servers, drift) out unless asked for.
+    assert prefixes == {"features", "training", "throughput", "scoring", "incremental", "memory", "gpu"}
     # Scratch data is cleaned up.
     assert not any(scratch.iterdir())
     # The table names every row.
@@ -47,8 +47,17 @@ def test_quick_run_writes_one_row_set_per_benchmark(quick_results) -> None:
 
 def test_quick_run_measures_something_real(quick_results) -> None:
     by_name = {row["name"]: row for row in quick_results[0]}
-    assert by_name["features.throughput"]["value"] > 0
-    assert by_name["features.throughput"]["extra"]["clips"] > 0
+    stage = by_name["features.flow_stage"]
+    assert stage["value"] > 0 and stage["extra"]["thread"]["clips"] > 0
+    # Noisy copies and shortcut variants are computed: more arrays than clips.
+    assert stage["extra"]["thread"]["computed"] > stage["extra"]["thread"]["clips"]
+    assert by_name["features.best_case"]["value"] > 0
+    tp = by_name["throughput.train_spiraconv_v2"]["extra"]
+    assert tp["flops_per_window"]["train"] > tp["flops_per_window"]["forward"] > 0
+    assert all(v["windows_per_s"] > 0 for v in by_name["throughput.train_default"]["extra"]["train"].values())
+    assert by_name["throughput.matmul_peak"]["value"] > 0
+    assert by_name["scoring.batch_1000"]["extra"]["clips"] > 0
+    assert by_name["gpu.training"]["notes"]
     speed = by_name["training.epoch_speedup"]
     assert len(speed["extra"]["ours_epoch_s"]) == len(speed["extra"]["baseline_epoch_s"]) >= 1
     assert by_name["incremental.unchanged_rerun"]["passed"] is True  # the rerun skipped training
@@ -57,14 +66,19 @@ def test_quick_run_measures_something_real(quick_results) -> None:
     mem = by_name["memory.peak_rss"]["extra"]["sizes"]
     assert [m["clips"] for m in mem] == sorted(m["clips"] for m in mem) and len(mem) >= 2
     assert all(m["peak_rss_mib"] > 0 for m in mem)
-    gpu = by_name["gpu.training"]
-    assert gpu["value"] is None and gpu["notes"]
 
 
 def test_selection_and_errors() -> None:
-    assert run_all.selected([], quick=False, with_server=False, no_server=False) == list(run_all.BENCHMARKS)
-    assert "event_latency" not in run_all.selected([], quick=True, with_server=False, no_server=False)
+    full = run_all.selected([], quick=False, with_server=False, no_server=False)
+    assert full == [b for b in run_all.BENCHMARKS if b not in run_all.OPT_IN]
+    assert "load_burst" in run_all.selected([], quick=False, with_server=False, no_server=False, with_load_burst=True)
+    assert "load_burst" in run_all.selected(["load_burst"], quick=False, with_server=False, no_server=False)
+    quick = run_all.selected([], quick=True, with_server=False, no_server=False)
+    assert not set(run_all.SLOW) & set(quick)
     assert "event_latency" in run_all.selected([], quick=True, with_server=True, no_server=False)
+    assert "drift" in run_all.selected(["drift"], quick=True, with_server=False, no_server=False)
+    assert not {"event_latency", "load_burst"} & set(run_all.selected([], quick=False, with_server=False, no_server=True,
+                                                                      with_load_burst=True))
     assert run_all.selected(["gpu,features"], quick=True, with_server=False, no_server=False) == ["features", "gpu"]
     with pytest.raises(ValueError, match="unknown benchmark.*nope"):
         run_all.selected(["nope"], quick=True, with_server=False, no_server=False)
@@ -83,3 +97,12 @@ def test_helpers() -> None:
     lines: list[str] = []
     print_table([Result("x.y", 1.5, "s", "a vs b", ">= 1", True), Result("z", None, "", "n/a")], lines.append)
     assert "x.y" in lines[2] and "PASS" in lines[2] and "n/a" in lines[3]
+
+
+def test_time_to_quality_reads_the_first_epoch_at_the_target() -> None:
+    from bench.time_to_quality import TARGET_AUC, _summary
+
+    hit = _summary([(10.0, 0.5), (20.0, None), (30.0, TARGET_AUC), (40.0, 0.99)], prep_s=4.0)
+    assert hit["reached"] and hit["seconds"] == 30.0 and hit["epochs"] == 3
+    miss = _summary([(10.0, 0.5), (20.0, 0.6)], prep_s=4.0)
+    assert not miss["reached"] and miss["seconds"] == 20.0 and miss["epochs"] == 2
