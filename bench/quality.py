@@ -70,6 +70,7 @@ DIAGNOSTIC_SETS = ("b_voice_only", "b_channel_only")
 
 # The old defaults, spelt out, so the baseline stays the baseline when defaults change.
 OLD_DEFAULTS: dict[str, Any] = {
+    "features.n_mfcc": 40,
     "model.arch": "spiraconv_v2",
     "model.input_norm": "none",
     "model.dropout": 0.7,
@@ -95,6 +96,7 @@ OLD_DEFAULTS: dict[str, Any] = {
 
 # The recommended recipe (the shipped defaults on this branch), spelt out.
 NEW: dict[str, Any] = {
+    "features.n_mfcc": 20,
     "model.arch": "convstats",
     "model.input_norm": "window",
     "model.dropout": 0.5,
@@ -137,7 +139,7 @@ RECIPES: dict[str, dict[str, Any]] = {
                                  "augment.noise_prob": 1.0, "augment.synthetic_noise_prob": 0.0}),
     "new-no_mixup": _new(**{"training.mixup_alpha": 0.0}),
     "new+channels64": _new(**{"model.channels": 64}),
-    "new+mfcc20": _new(**{"features.n_mfcc": 20}),
+    "new-mfcc40": _new(**{"features.n_mfcc": 40}),  # the recipe shipped before 20 coefficients won
     "new+noise_always": _new(**{"augment.noise_prob": 1.0, "augment.noisy_copies": 6}),
     # The augmentation-free convstats: what the architecture and schedule alone give.
     "convstats_old_aug": {**OLD_DEFAULTS, **{k: v for k, v in NEW.items() if k.startswith(("model.", "training."))}},

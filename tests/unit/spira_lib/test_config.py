@@ -10,9 +10,10 @@ from spira_lib.pipeline.workspace import TRAINING_SECTIONS
 def test_defaults_keep_spiras_front_end_with_the_quality_recipe():
     cfg = load_config()
     assert cfg.features.sample_rate == 16000
-    assert (cfg.features.n_mfcc, cfg.features.n_fft, cfg.features.hop_length, cfg.features.win_length) == (40, 1200, 160, 400)
+    # SPIRA's MFCC front end with 20 coefficients instead of 40 (bench/quality.py chose it).
+    assert (cfg.features.n_mfcc, cfg.features.n_fft, cfg.features.hop_length, cfg.features.win_length) == (20, 1200, 160, 400)
     assert (cfg.model.window_s, cfg.model.step_s) == (4.0, 1.0)
-    assert cfg.features.n_features == 40
+    assert cfg.features.n_features == 20
     # The training recipe chosen by bench/quality.py (FINDINGS.md).
     assert (cfg.model.arch, cfg.model.input_norm, cfg.training.schedule) == ("convstats", "window", "onecycle")
     assert cfg.augment.holdout_noise_fraction > 0 and cfg.gate.max_shortcut_drop == 0.05
@@ -23,6 +24,7 @@ def test_spira_v2_config_restores_the_published_recipe():
     cfg = load_config(root / "spira-v2.yaml")
     assert (cfg.model.arch, cfg.model.dropout, cfg.model.fc_hidden, cfg.model.input_norm) == ("spiraconv_v2", 0.7, 100, "none")
     assert (cfg.training.lr, cfg.training.weight_decay, cfg.training.schedule) == (1e-3, 0.01, "noam")
+    assert cfg.features.n_mfcc == 40  # SPIRA's front end
 
 
 def test_bad_value_names_the_field():
