@@ -28,8 +28,9 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/spira demo --workdir $(DEMO_DIR)
 
+# Two workers, one test module each at a time (module fixtures start servers once per module).
 test: $(STAMP) $(MLFLOW_SERVER)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow and not integration"

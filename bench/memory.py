@@ -1,7 +1,7 @@
 """Benchmark 4: peak memory (RSS) and time of one training epoch as the dataset grows to 20,000 clips.
 
-Synthetic but real-sized FEATURE arrays (random float32 [T in 500..900, 40]
-per fake sha: 5-9 s clips of 40 MFCCs) are written straight into a local
+Synthetic but real-sized FEATURE arrays (random float32 [T in 500..900, F]
+per fake sha: 5-9 s clips of the default F MFCCs) are written straight into a local
 FeatureStore layout (generating 20k real clips would take far too long), then
 each size trains in its own subprocess so its peak RSS is its own: the default
 model and windows (``convstats``, 4 s windows, batch 16, dropout), 1 epoch, 1
@@ -23,10 +23,11 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import ROOT, Context, Result, check, current_rss_mib, linear_fit, peak_rss_mib
+from spira_lib.config import SpiraConfig
 
 NAME = "memory"
 TARGET_PEAK_GIB = 4.0
-N_FEATURES = 40
+N_FEATURES = SpiraConfig().features.n_features  # the default front end (20 MFCCs)
 EXTRACTOR_KEY = "bench-synthetic"
 
 

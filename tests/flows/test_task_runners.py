@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from prefect import flow
 from prefect.testing.utilities import prefect_test_harness
 
 from flows.retrain import TaskSteps
 from flows.runners import make_task_runner
+from spira_lib.config import load_config
 from spira_lib.pipeline import RunSpec
 from spira_lib.pipeline.data_steps import feature_chunk_count, snapshot_step, split_step, validate_step
 
@@ -57,4 +59,4 @@ def test_dask_fan_out_gives_identical_features(tmp_path, demo_dataset, fast_over
     assert thread_files.keys() == dask_files.keys()
     assert all(thread_files[k] == dask_files[k] for k in thread_files)
     one = next(iter(thread_files))
-    assert np.load(tmp_path / "thread" / one).shape[1] == 40
+    assert np.load(tmp_path / "thread" / one).shape[1] == load_config().features.n_features

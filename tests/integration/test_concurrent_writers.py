@@ -26,15 +26,17 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 WORKERS = 2
 PER_WORKER = 50
+# On the S3 test server every registration is a dozen HTTP round trips: fewer per writer keep make test short.
+PER_WORKER_S3 = 25
 PROMOTE_EVERY = 5
 
 
-def run_writers(uri: str, env: dict[str, str] | None = None) -> list[dict]:
+def run_writers(uri: str, env: dict[str, str] | None = None, per_worker: int = PER_WORKER) -> list[dict]:
     env = dict(env or os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     start_at = time.time() + 4.0  # both interpreters are up by then; they start registering together
     procs = [
-        subprocess.Popen([sys.executable, "-m", "tests.registry_worker", uri, str(PER_WORKER), str(w), str(start_at),
+        subprocess.Popen([sys.executable, "-m", "tests.registry_worker", uri, str(per_worker), str(w), str(start_at),
                           str(PROMOTE_EVERY)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
         for w in range(WORKERS)
     ]
@@ -46,9 +48,9 @@ def run_writers(uri: str, env: dict[str, str] | None = None) -> list[dict]:
     return results
 
 
-def check_registry(uri: str, results: list[dict]) -> dict:
+def check_registry(uri: str, results: list[dict], per_worker: int = PER_WORKER) -> dict:
     reg = open_registry(uri)
-    total = WORKERS * PER_WORKER
+    total = WORKERS * per_worker
     got = [v for r in results for v in r["versions"]]
     dupes = [v for v, n in Counter(got).items() if n > 1]
     assert not dupes, f"versions handed to two writers: {dupes}"
@@ -94,7 +96,7 @@ def test_two_processes_on_s3(aws_env: str, unique_name: str) -> None:
     bucket = f"spira-reg-{unique_name}"
     make_s3_client().create_bucket(Bucket=bucket)
     uri = f"s3://{bucket}/registry"
-    summary = check_registry(uri, run_writers(uri))
+    summary = check_registry(uri, run_writers(uri, per_worker=PER_WORKER_S3), per_worker=PER_WORKER_S3)
     proc = verify_cli(uri)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     print("s3", summary)

@@ -71,7 +71,7 @@ def test_registered_checkpoint_describes_itself(trained, demo_dataset):
     reg = open_registry(trained["registry"])
     mv = reg.get("spira", version=1)
     ckpt = load_checkpoint(reg.load_artifact(mv, "model.pt"))
-    assert ckpt.feat_cfg.n_mfcc == 40 and ckpt.model_cfg.window_s == 4.0
+    assert ckpt.feat_cfg.n_mfcc == 20 and ckpt.model_cfg.window_s == 4.0
     for key in ("data_digest", "code_version", "config", "training_key"):
         assert ckpt.meta.get(key), key
     assert ckpt.meta["data_digest"] == mv.metadata["data_digest"]
@@ -91,9 +91,14 @@ def test_rerun_on_same_snapshot_trains_and_registers_nothing(trained, demo_datas
 
 
 def test_force_retrains_deterministically_as_a_new_version(trained, demo_dataset, fast_overrides):
-    spec = RunSpec.build(demo_dataset, trained["registry"], overrides=fast_overrides)
-    result = run_pipeline(spec, force=True)
-    assert result.version == 2 and not result.skipped
+    # `spira train --force` in a fresh process, like v1: the float reduction order depends on the process's
+    # torch thread count, which this test process does not control.
+    cmd = [sys.executable, "-c", AUDIT, "train", "--data", str(demo_dataset), "--registry", str(trained["registry"]),
+           "--json", "--force", *_sets(fast_overrides)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-2])
+    assert result["version"] == 2 and not result["skipped"]
     # Same seed + same data on CPU -> the same weights, bit for bit, and so the same per-clip probabilities.
     reg = open_registry(trained["registry"])
     v1, v2 = (load_checkpoint(reg.load_artifact(reg.get("spira", version=v), "model.pt")) for v in (1, 2))
@@ -101,7 +106,7 @@ def test_force_retrains_deterministically_as_a_new_version(trained, demo_dataset
     assert s1.keys() == s2.keys() and all(torch.equal(s1[k], s2[k]) for k in s1)
     p1, p2 = (json.loads(reg.load_artifact(reg.get("spira", version=v), "report.json"))["curves"]["scores"] for v in (1, 2))
     assert p1 == p2
-    assert result.metrics == trained["json"]["metrics"]
+    assert result["metrics"] == trained["json"]["metrics"]
 
 
 def test_evaluate_any_labelled_dataset(trained, demo_dataset, demo_speakers, fast_overrides):

@@ -220,7 +220,7 @@ def test_model_card_sections_and_synthetic_flag():
     assert "not a diagnosis" in md.lower()
     assert "Synthetic demo data" in md
     assert "6627e52" in md and "c0nf" in md
-    assert "mfcc 40, 16000 Hz" in md
+    assert "mfcc 20, 16000 Hz" in md
     _table_rows_are_consistent(md)
 
     real = model_card_markdown(
