@@ -442,26 +442,37 @@ def _render_speech(rng: np.random.Generator, prof: SpeakerProfile, plan: list[_S
     return out
 
 
+def _voicing_envelope(voiced: list[_Seg], sr: int, n: int, rise_s: float, fall_s: float) -> np.ndarray:
+    """Sample-level voicing envelope: each voiced segment's amplitude with faded edges (one loop over ~50 syllables)."""
+    env = np.zeros(n)
+    rise, fall = int(rise_s * sr), int(fall_s * sr)
+    for g in voiced:
+        a, e = int(g.start * sr), min(int(g.end * sr), n)
+        if e > a:
+            env[a:e] = np.maximum(env[a:e], g.amp * _fade(e - a, rise, fall))
+    return env
+
+
+def _segment_per_frame(voiced: list[_Seg], sr: int, n: int, hop: int) -> tuple[np.ndarray, np.ndarray]:
+    """(frame centres in seconds, index of the voiced segment that drives each frame's control targets).
+
+    The last voiced segment started at or before a frame's centre supplies its targets (held
+    through gaps, where the voicing envelope is zero anyway); callers smooth them for coarticulation.
+    """
+    n_frames = n // hop + 2
+    centres = np.arange(n_frames) * hop / sr
+    starts = np.array([g.start for g in voiced])
+    return centres, np.clip(np.searchsorted(starts, centres, side="right") - 1, 0, len(voiced) - 1)
+
+
 def _render_voice(
     rng: np.random.Generator, prof: SpeakerProfile, voiced: list[_Seg], sr: int, n: int, win: int, hop: int
 ) -> np.ndarray:
     """Glottal pulses + aspiration noise through time-varying formant filters."""
     b = prof.breathiness
-    # Sample-level voicing envelope, one short loop over ~50 syllables.
-    env = np.zeros(n)
-    rise, fall = int(0.015 * sr), int(0.03 * sr)
-    for g in voiced:
-        a, e = int(g.start * sr), min(int(g.end * sr), n)
-        if e > a:
-            env[a:e] = np.maximum(env[a:e], g.amp * _fade(e - a, rise, fall))
-
-    # Frame-level control tracks: the last voiced segment started at or before
-    # each frame centre supplies the targets (held through gaps where the
-    # voicing envelope is zero anyway), then smoothed for coarticulation.
-    n_frames = n // hop + 2
-    centres = np.arange(n_frames) * hop / sr
-    starts = np.array([g.start for g in voiced])
-    idx = np.clip(np.searchsorted(starts, centres, side="right") - 1, 0, len(voiced) - 1)
+    env = _voicing_envelope(voiced, sr, n, 0.015, 0.03)
+    centres, idx = _segment_per_frame(voiced, sr, n, hop)
+    n_frames = len(centres)
 
     f0_targets = prof.f0_hz * np.array([g.f0_mult for g in voiced])
     f0_frames = _smooth(f0_targets[idx], 5)
@@ -628,16 +639,9 @@ def _render_harmonic(rng: np.random.Generator, prof: SpeakerProfile, plan: list[
     voiced = [g for g in plan if g.kind in ("vowel", "nasal")]
     out = np.zeros(n)
     if voiced:
-        env = np.zeros(n)
-        rise, fall = int(0.025 * sr), int(0.02 * sr)
-        for g in voiced:
-            a, e = int(g.start * sr), min(int(g.end * sr), n)
-            if e > a:
-                env[a:e] = np.maximum(env[a:e], g.amp * _fade(e - a, rise, fall))
-        n_frames = n // hop + 2
-        centres = np.arange(n_frames) * hop / sr
-        starts = np.array([g.start for g in voiced])
-        idx = np.clip(np.searchsorted(starts, centres, side="right") - 1, 0, len(voiced) - 1)
+        env = _voicing_envelope(voiced, sr, n, 0.025, 0.02)
+        centres, idx = _segment_per_frame(voiced, sr, n, hop)
+        n_frames = len(centres)
         f0_frames = _smooth(prof.f0_hz * np.array([g.f0_mult for g in voiced])[idx], 7)
         # Jitter as fast F0 perturbation, drift as a slow one.
         f0_frames = f0_frames * (1.0 + _smooth(rng.normal(0.0, 0.015, n_frames), 15) * 2.5)
