@@ -70,7 +70,7 @@ def finish_decision(spec: RunSpec, existing: TrainedVersion, *, actor: str = "sp
     """
     if existing.decided:
         return existing
-    promoted, held = _apply_decision(spec, existing.version, existing.decision, actor)
+    promoted, held, _ = _apply_decision(spec, existing.version, existing.decision, actor)
     return existing.model_copy(update={"decided": True, "promoted": promoted, "held": held})
 
 
@@ -247,27 +247,24 @@ def promote_step(spec: RunSpec, registered: Registered, *, actor: str = "spira")
     gate asks for shadow evidence (``gate.min_shadow_clips``) and a champion exists, a passing version is
     held as the challenger instead; the scoring flow promotes it once the evidence is there.
     """
-    current = spec.workspace().registry.champion(spec.model_name)
-    if current is not None and current.version == registered.version:
-        return Promoted(registered=registered, promoted=True, already=True)
-    promoted, held = _apply_decision(spec, registered.version, registered.compared.decision, actor)
-    return Promoted(registered=registered, promoted=promoted, held=held)
+    promoted, held, already = _apply_decision(spec, registered.version, registered.compared.decision, actor)
+    return Promoted(registered=registered, promoted=promoted, held=held, already=already)
 
 
-def _apply_decision(spec: RunSpec, version: int, decision: dict, actor: str) -> tuple[bool, bool]:
-    """(promoted, held) after writing the gate's decision on ``version`` to the registry."""
+def _apply_decision(spec: RunSpec, version: int, decision: dict, actor: str) -> tuple[bool, bool, bool]:
+    """(promoted, held, already champion) after writing the gate's decision on ``version`` to the registry."""
     reg, name, gate = spec.workspace().registry, spec.model_name, spec.config.gate
     reason = "; ".join(decision.get("reasons", [])[:6]) or "no reasons recorded"
     current = reg.champion(name)
     if current is not None and current.version == version:
-        return True, False
+        return True, False, True
     if decision.get("promote") and (current is None or gate.min_shadow_clips == 0):
         reg.promote(name, version, reason=reason, decision=decision, actor=actor)
-        return True, False
+        return True, False, False
     if decision.get("promote"):
         held = f"gate passed; held as challenger until it has scored {gate.min_shadow_clips} clips in shadow"
         reg.hold(name, version, reason=f"{held}; {reason}", decision=decision, actor=actor)
-        return False, True
+        return False, True, False
     reg.record_rejection(name, version, reason=reason, decision=decision, actor=actor)
     reg.set_alias(name, CHALLENGER_ALIAS, version)
-    return False, False
+    return False, False, False
