@@ -34,20 +34,6 @@ FAST_OVERRIDES = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _torch_threads_unchanged() -> Iterator[None]:
-    """A test that changes torch's thread count in this process puts it back: results that
-    must be bit-identical (same seed, same data) depend on the reduction order it sets."""
-    import sys
-
-    torch = sys.modules.get("torch")
-    before = torch.get_num_threads() if torch is not None else None
-    yield
-    torch = sys.modules.get("torch")
-    if torch is not None and before is not None and torch.get_num_threads() != before:
-        torch.set_num_threads(before)
-
-
 # Clips in the shared demo dataset (one per speaker).
 DEMO_SPEAKERS = 40
 
