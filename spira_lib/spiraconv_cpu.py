@@ -15,6 +15,11 @@ gradient for (k x 1) kernels runs far below the matmul rate. Here:
 * activations are NCHW: GroupNorm's CPU kernels are several times faster there
   than on channels_last.
 
+Where the fused C kernels build (spira_lib/spiraconv_kernels.py; on by default),
+the first block's conv, its tail and every later tail run there, one pass per
+element, and the first block's weight gradient is summed in the same pass; the
+torch code below is what runs without them, and what they are tested against.
+
 Dropout masks come from the same ``torch.rand`` calls, in the same order and
 memory order, as ``model._Dropout`` on the channels_last activations of
 ``convs``, so a seed gives the same masks on either path.
@@ -30,6 +35,8 @@ from typing import Iterable
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from spira_lib import spiraconv_kernels
 
 _CHUNK = 1 << 17  # floats per chunk of the elementwise tail: 0.5 MB, fits a core's L2 cache
 
@@ -78,7 +85,26 @@ def _keep_mask(drop, shape: tuple[int, int, int, int], training: bool) -> torch.
         return None
     b, c, t, f = shape
     u = torch.rand(b, t * f, c)
+    lib = _native()
+    if lib is not None:
+        keep = u.new_empty(b, c, t, f)
+        _ok(lib.spira_keep_mask(u.data_ptr(), b, t * f, c, float(drop.p), keep.data_ptr(), torch.get_num_threads()))
+        return keep
     return u.transpose(1, 2).contiguous().ge_(drop.p).view(b, c, t, f)
+
+
+def _native():
+    """The fused C kernels, or None (not built here, or switched off)."""
+    return spiraconv_kernels.load()
+
+
+def _ok(rc: int) -> None:
+    if rc != 0:
+        raise RuntimeError(f"SpiraConv v2 C kernel refused its arguments (code {rc})")
+
+
+def _ptr(t: torch.Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
 
 
 def _tail_forward(a, keep, scale, pool, out, saved) -> None:
@@ -264,21 +290,85 @@ class _TimeConv(torch.autograd.Function):
         return g_x, g_w, g3.sum((0, 2)), None
 
 
+class _NativeTail(torch.autograd.Function):
+    """``_MishPoolDrop`` in one C pass per direction (``spira_tail_forward`` / ``spira_tail_backward``)."""
+
+    @staticmethod
+    def forward(ctx, a, keep, scale, pool):
+        a = a.contiguous()
+        need_grad = ctx.needs_input_grad[0]
+        out, a_sel, sel = _tail_buffers(a, a.shape, pool, need_grad)
+        b, c, t, f = a.shape
+        lib = _native()
+        _ok(lib.spira_tail_forward(a.data_ptr(), b * c, t, f, int(pool), _ptr(keep), scale, out.data_ptr(),
+                                   _ptr(a_sel), _ptr(sel), torch.get_num_threads()))
+        ctx.scale, ctx.n_frames, ctx.pool = scale, t, pool
+        ctx.save_for_backward(a_sel, sel, keep)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        a_sel, sel, keep = ctx.saved_tensors
+        g = g.contiguous()
+        b, c, _, f = g.shape
+        ga = g.new_empty(b, c, ctx.n_frames, f)
+        _ok(_native().spira_tail_backward(g.data_ptr(), a_sel.data_ptr(), _ptr(sel), _ptr(keep), ctx.scale, b * c,
+                                          ctx.n_frames, f, int(ctx.pool), ga.data_ptr(), torch.get_num_threads()))
+        return ga, None, None, None
+
+
+class _NativeFirstBlock(torch.autograd.Function):
+    """``_FirstBlock`` in C: the (k x 1) conv over the one input channel, GroupNorm folded into ``w_ext``,
+    and the tail in one pass; backward returns the gradient of ``w_ext`` only (``x`` needs none)."""
+
+    @staticmethod
+    def forward(ctx, w_ext, x, keep, scale, pool, dilation):
+        b, t, f = x.shape
+        c, k = w_ext.shape[1], w_ext.shape[2] - 1
+        t_conv = t - dilation * (k - 1)
+        need_grad = ctx.needs_input_grad[0]
+        out, a_sel, sel = _tail_buffers(x, (b, c, t_conv, f), pool, need_grad)
+        _ok(_native().spira_first_forward(x.data_ptr(), w_ext.data_ptr(), b, c, k, t, f, dilation, int(pool),
+                                          _ptr(keep), scale, out.data_ptr(), _ptr(a_sel), _ptr(sel),
+                                          torch.get_num_threads()))
+        ctx.scale, ctx.pool, ctx.dilation = scale, pool, dilation
+        ctx.save_for_backward(x, a_sel, sel, keep, w_ext)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        x, a_sel, sel, keep, w_ext = ctx.saved_tensors
+        g = g.contiguous()
+        b, t, f = x.shape
+        c, k = w_ext.shape[1], w_ext.shape[2] - 1
+        g_w = torch.empty_like(w_ext)
+        _ok(_native().spira_first_backward(g.data_ptr(), x.data_ptr(), a_sel.data_ptr(), _ptr(sel), _ptr(keep),
+                                           ctx.scale, b, c, k, t, f, ctx.dilation, int(ctx.pool), g_w.data_ptr(),
+                                           torch.get_num_threads()))
+        return g_w, None, None, None, None, None
+
+
 def cpu_convs(x: torch.Tensor, blocks: Iterable[tuple], training: bool) -> torch.Tensor:
     """``convs(x.unsqueeze(1))`` computed the CPU way: ``[B, T, F]`` -> ``[B, C, T', F]`` (NCHW).
 
     ``blocks``: (conv, norm, dropout, pool?, time dilation) of each conv block, in order.
     """
     blocks = list(blocks)
+    # The C first block has no gradient for x: keep the torch one for the rare caller that wants it.
+    native = _native() is not None
     conv, norm, drop, pool, dilation = blocks[0]
     w_ext, cols, t_out = _first_block_weights(x, conv, norm, dilation)
     shape = (x.shape[0], conv.out_channels, t_out // 2 if pool else t_out, x.shape[2])
     keep = _keep_mask(drop, shape, training)
-    h = _FirstBlock.apply(w_ext, cols, keep, 1.0 / (1.0 - drop.p), pool, t_out)
+    if native and not x.requires_grad:
+        h = _NativeFirstBlock.apply(w_ext, x.contiguous(), keep, 1.0 / (1.0 - drop.p), pool, dilation)
+    else:
+        h = _FirstBlock.apply(w_ext, cols, keep, 1.0 / (1.0 - drop.p), pool, t_out)
+    tail = _NativeTail if native else _MishPoolDrop
     for conv, norm, drop, pool, dilation in blocks[1:]:
         z = _TimeConv.apply(h, conv.weight.contiguous(), conv.bias, dilation)
         a = F.group_norm(z, norm.num_groups, norm.weight, norm.bias, norm.eps)
         b, c, t, f = a.shape
         keep = _keep_mask(drop, (b, c, t // 2 if pool else t, f), training)
-        h = _MishPoolDrop.apply(a, keep, 1.0 / (1.0 - drop.p), pool)
+        h = tail.apply(a, keep, 1.0 / (1.0 - drop.p), pool)
     return h

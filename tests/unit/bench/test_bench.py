@@ -54,6 +54,8 @@ def test_quick_run_measures_something_real(quick_results) -> None:
     assert by_name["features.best_case"]["value"] > 0
     tp = by_name["throughput.train_spiraconv_v2"]["extra"]
     assert tp["flops_per_window"]["train"] > tp["flops_per_window"]["forward"] > 0
+    # Layer by layer, the CPU path with its C kernels, and the same path in torch ops only.
+    assert {k.split("@")[0] for k in tp["train"]} == {"before", "after", "torch_path"}
     assert all(v["windows_per_s"] > 0 for v in by_name["throughput.train_default"]["extra"]["train"].values())
     assert by_name["throughput.matmul_peak"]["value"] > 0
     assert by_name["scoring.batch_1000"]["extra"]["clips"] > 0

@@ -3,7 +3,8 @@
 The reference is ``head(convs(x))`` with channels_last conv weights, exactly how
 the model ran before the CPU path existed; float64 copies of it give the
 ground truth for gradients (fp32 GroupNorm sums over ~250k elements are
-themselves only good to ~1e-4 relative).
+themselves only good to ~1e-4 relative). Every test runs twice: with the fused
+C kernels (spira_lib/spiraconv_kernels.c) and with the torch code they replace.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 import spira_lib.spiraconv_cpu as cpu_mod
+from spira_lib import spiraconv_kernels
 from spira_lib.config import ModelConfig
 from spira_lib.model import SpiraConvV2, _Dropout, apply_input_norm
 from spira_lib.spiraconv_cpu import _keep_mask, _mish, _mish_slope
@@ -26,6 +28,20 @@ SHAPES = [
     pytest.param(5, 90, ModelConfig(input_norm="none", arch="spiraconv_v2"), id="5x90-no-norm"),
     pytest.param(5, 90, ModelConfig(input_norm="window_mean"), id="5x90-window-mean"),
 ]
+
+
+@pytest.fixture(params=["c-kernels", "torch"], autouse=True)
+def kernels(request, monkeypatch):
+    """Which implementation of the CPU path runs; the C one must build here (a compiler is on this machine)."""
+    spiraconv_kernels.reset()
+    if request.param == "torch":
+        monkeypatch.setenv("SPIRA_NATIVE_KERNELS", "0")
+        assert cpu_mod._native() is None
+    else:
+        monkeypatch.delenv("SPIRA_NATIVE_KERNELS", raising=False)
+        assert cpu_mod._native() is not None, "the C kernels did not build (see the warning logged)"
+    yield request.param
+    spiraconv_kernels.reset()
 
 
 def _reference(model: SpiraConvV2, dtype=torch.float32) -> SpiraConvV2:
