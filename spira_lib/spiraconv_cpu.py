@@ -10,8 +10,8 @@ gradient for (k x 1) kernels runs far below the matmul rate. Here:
 * Mish -> pool -> dropout runs chunk by chunk (``_CHUNK``, cache-sized), with
   Mish from a single exp, and keeps for backward only the pre-activation of the
   frame each pooled pair kept (half the size);
-* the later convolutions keep oneDNN's forward and compute their gradients as
-  plain GEMMs per time tap (``_TimeConv``);
+* the later convolutions keep oneDNN's forward and input gradient and compute
+  their weight gradients as plain GEMMs per time tap (``_TimeConv``);
 * activations are NCHW: GroupNorm's CPU kernels are several times faster there
   than on channels_last.
 
@@ -256,12 +256,12 @@ def _first_block_weights(x: torch.Tensor, conv: nn.Conv2d, norm: nn.GroupNorm, d
 
 
 class _TimeConv(torch.autograd.Function):
-    """``conv2d`` with a (k x 1) kernel on NCHW input; its gradients as GEMMs per time tap.
+    """``conv2d`` with a (k x 1) kernel on NCHW input; its weight gradient as GEMMs per time tap.
 
-    oneDNN's NCHW backward for these shapes runs at a fraction of the matmul
-    rate. Per tap j (frames shifted by j * dilation) the weight gradient is
-    sum_b g[b] @ x_j[b]^T and the input gradient adds W_j^T @ g[b] into frames
-    j*d .. j*d + T' of x: plain GEMMs on views, ~1.6x faster here. The forward stays oneDNN's.
+    oneDNN's NCHW weight gradient for these shapes runs at a fraction of the
+    matmul rate. Per tap j (frames shifted by j * dilation) it is
+    sum_b g[b] @ x_j[b]^T: plain GEMMs on views, ~1.6x faster here. The forward
+    and the input gradient (a transposed convolution) stay oneDNN's.
     """
 
     @staticmethod
@@ -282,11 +282,9 @@ class _TimeConv(torch.autograd.Function):
             g_w[:, :, j, 0] = torch.bmm(g3, tap.transpose(1, 2)).sum(0)
         g_x = None
         if ctx.needs_input_grad[0]:
-            g_x = torch.zeros_like(x)
-            w_t = [weight[:, :, j, 0].t().contiguous() for j in range(weight.shape[2])]
-            for i in range(b):
-                for j, w_j in enumerate(w_t):
-                    g_x[i, :, j * d : j * d + t_out].flatten(1).addmm_(w_j, g3[i])
+            # The input gradient is the transposed convolution of g; oneDNN's runs ~1.5x faster
+            # here than a GEMM per sample and tap accumulated into shifted views.
+            g_x = F.conv_transpose2d(g, weight, None, dilation=(d, 1))
         return g_x, g_w, g3.sum((0, 2)), None
 
 

@@ -106,7 +106,7 @@ def test_training_mode_draws_the_same_dropout_masks(n_features, n_frames, cfg):
 
 
 def test_input_gradients_match():
-    """Gradients w.r.t. the input go through the folded first block and the GEMM conv backward too."""
+    """Gradients w.r.t. the input go through the folded first block and the conv backward too."""
     torch.manual_seed(0)
     model = SpiraConvV2(8, 80, ModelConfig(dropout=0.0)).eval()
     x, _ = _data(8, 80, batch=3)
