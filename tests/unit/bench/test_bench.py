@@ -77,6 +77,9 @@ def test_selection_and_errors() -> None:
     assert not set(run_all.SLOW) & set(quick)
     assert "event_latency" in run_all.selected([], quick=True, with_server=True, no_server=False)
     assert "drift" in run_all.selected(["drift"], quick=True, with_server=False, no_server=False)
+    # `spira train` and `make demo` at full size: in the full run, never in --quick unless named.
+    assert "production" in full and "production" not in quick
+    assert run_all.selected(["production"], quick=True, with_server=False, no_server=False) == ["production"]
     assert not {"event_latency", "load_burst"} & set(run_all.selected([], quick=False, with_server=False, no_server=True,
                                                                       with_load_burst=True))
     assert run_all.selected(["gpu,features"], quick=True, with_server=False, no_server=False) == ["features", "gpu"]
