@@ -52,6 +52,12 @@ def test_quick_run_measures_something_real(quick_results) -> None:
     # Noisy copies and shortcut variants are computed: more arrays than clips.
     assert stage["extra"]["thread"]["computed"] > stage["extra"]["thread"]["clips"]
     assert by_name["features.best_case"]["value"] > 0
+    # The same stage on the moto S3 server: every clip read and every array written over HTTP, same bytes.
+    s3 = by_name["features.flow_stage_s3"]
+    assert s3["passed"] is True and s3["extra"]["identical_bytes"] is True
+    assert s3["extra"]["s3"]["registry_uri"].startswith("s3://") and s3["extra"]["s3"]["data_uri"].startswith("s3://")
+    assert s3["extra"]["s3"]["computed"] == stage["extra"]["thread"]["computed"] and s3["value"] > 0
+    assert s3["extra"]["s3_over_local_wall"] > 0
     tp = by_name["throughput.train_spiraconv_v2"]["extra"]
     assert tp["flops_per_window"]["train"] > tp["flops_per_window"]["forward"] > 0
     assert all(v["windows_per_s"] > 0 for v in by_name["throughput.train_default"]["extra"]["train"].values())
