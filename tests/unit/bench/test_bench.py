@@ -115,3 +115,39 @@ def test_time_to_quality_reads_the_first_epoch_at_the_target() -> None:
     assert hit["reached"] and hit["seconds"] == 30.0 and hit["epochs"] == 3
     miss = _summary([(10.0, 0.5), (20.0, 0.6)], prep_s=4.0)
     assert not miss["reached"] and miss["seconds"] == 20.0 and miss["epochs"] == 2
+
+
+def test_time_to_quality_old_defaults_are_the_quality_benchmarks_baseline(tmp_path) -> None:
+    """The old-defaults run is configured exactly as bench/quality.py trains its old_defaults recipe (seed 0)."""
+    from bench import quality, time_to_quality
+    from spira_lib.config import load_config
+
+    data = tmp_path / "train-160"
+    ours = load_config(None, time_to_quality.setup(time_to_quality.OLD_DEFAULTS, data))
+    theirs = load_config(None, quality._overrides(quality.RECIPES["old_defaults"], data / "noises", None, 0))
+    assert ours == theirs
+    assert (ours.model.arch, ours.training.schedule, ours.training.epochs, ours.features.n_mfcc) == ("spiraconv_v2", "noam", 30, 40)
+    # The default run is the shipped recipe under the same set-up.
+    shipped = load_config(None, {})
+    default = load_config(None, time_to_quality.setup({}, data))
+    assert default.model == shipped.model and default.augment.noisy_copies == shipped.augment.noisy_copies
+    assert default.training.threads == 1 and str(default.augment.noise_dir) == str(data / "noises")
+
+
+@pytest.mark.slow
+def test_time_to_quality_quick_run_uses_the_quality_training_set(tmp_path) -> None:
+    """--quick --only time_to_quality: three short trainings on bench/quality.py's training set (seed 100)."""
+    out = tmp_path / "ttq.json"
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        rc = run_all.main(["--quick", "--only", "time_to_quality", "--out", str(out), "--scratch", str(tmp_path / "s")])
+    assert rc == 0
+    rows = {row["name"]: row for row in json.loads(out.read_text())}
+    assert set(rows) == {"time_to_quality.default", "time_to_quality.vs_old_defaults", "time_to_quality.vs_on_the_fly"}
+    extra = rows["time_to_quality.default"]["extra"]
+    assert extra["data"]["speakers"] == 12 and "seed 100" in rows["time_to_quality.default"]["compares"]
+    for run in ("default", "old_defaults", "on_the_fly"):
+        assert extra[run]["curve"] and extra[run]["clips"]["train"] > 0 and extra[run]["clips"]["eval"] > 0
+    assert not any((tmp_path / "s").iterdir())  # --quick caches nothing in the scratch folder
