@@ -21,8 +21,8 @@ The subprocesses get ``PYTHONPATH=<repo>`` so they run this checkout's code
 even when ``.venv``'s editable install points at another checkout (a git
 worktree sharing the venv); for the repository's own ``.venv`` that is the
 same code. ``PREFECT_*`` variables of the calling process (``bench.run_all``
-points ``PREFECT_HOME`` at a throwaway folder) are not passed on: the
-commands see what a user's shell has.
+points ``PREFECT_HOME`` at a throwaway folder) and the flags of an enclosing
+``make bench`` are not passed on: the commands see what a user's shell has.
 """
 from __future__ import annotations
 
@@ -42,8 +42,10 @@ SPEAKERS, SEED = 200, 0  # the README's demo set (`spira demo-data demo/data --s
 ROWS = ("production.spira_train_200", "production.make_demo_first", "production.make_demo_rerun")
 TIMEOUT_S = 1200.0
 # Environment variables that would change what the commands do: Prefect settings
-# (a server URL, a profile, the bench's throwaway home) and the MLflow hand-off.
+# (a server URL, a profile, the bench's throwaway home), the MLflow hand-off, and
+# the flags of the `make bench` this may run under (a user types `make demo` in a shell).
 _DROP_PREFIXES = ("PREFECT_", "SPIRA_MLFLOW_")
+_DROP = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")
 
 
 @dataclass
@@ -75,7 +77,8 @@ def run_command(args: Sequence[str], env: Mapping[str, str], cwd: Path, timeout:
 
 def command_env(prefect_home: Path, base: Mapping[str, str] | None = None) -> dict[str, str]:
     """The caller's environment without Prefect/MLflow settings, this checkout first on the path."""
-    env = {k: v for k, v in (os.environ if base is None else base).items() if not k.startswith(_DROP_PREFIXES)}
+    env = {k: v for k, v in (os.environ if base is None else base).items()
+           if not k.startswith(_DROP_PREFIXES) and k not in _DROP}
     env["PREFECT_HOME"] = str(prefect_home)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
     return env

@@ -82,7 +82,8 @@ def _measure(tmp_path, runner, monkeypatch, champion: int | None = 1) -> list:
 
 
 def test_rows_say_what_each_command_took_and_gave(tmp_path, monkeypatch, outputs) -> None:
-    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:1/api")  # must not reach the commands
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:1/api")  # must not reach the commands,
+    monkeypatch.setenv("MAKEFLAGS", "k")  # nor the flags of the `make bench` this runs under
     runner = FakeRunner(outputs)
     rows = {r.name: r for r in _measure(tmp_path, runner, monkeypatch)}
     assert list(rows) == list(production.ROWS)
@@ -107,7 +108,8 @@ def test_rows_say_what_each_command_took_and_gave(tmp_path, monkeypatch, outputs
     assert "-n" in dry and dry[-1] == make1[-1]
     assert not Path(make1[-1].removeprefix("DEMO_DIR=")).exists()  # a scratch folder, removed afterwards
     for env in (gen_env, env1):
-        assert "PREFECT_API_URL" not in env and env["PYTHONPATH"].split(":")[0] == str(ROOT)
+        assert "PREFECT_API_URL" not in env and "MAKEFLAGS" not in env
+        assert env["PYTHONPATH"].split(":")[0] == str(ROOT)
         assert Path(env["PREFECT_HOME"]).is_relative_to(tmp_path)
 
 
