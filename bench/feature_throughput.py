@@ -1,8 +1,9 @@
 """Benchmark 1: feature extraction throughput (decode + resample + preprocess + MFCC), x real time.
 
 The headline row is the flow's own feature stage (``bench/feature_stage.py``:
-thread runner, noisy copies and shortcut variants, local disk with fsync; and
-the same stage on a 2-worker Dask cluster). The secondary rows here are the
+thread runner, noisy copies and shortcut variants, local disk with fsync; the
+same stage with data and feature store on a moto S3 server; and on a 2-worker
+Dask cluster). The secondary rows here are the
 front end alone at its best: ``FeatureStore.ensure`` over generated clips held
 in memory, clean features only, in several parallel set-ups side by side
 (including a pre-warmed process pool), then the stages timed one by one on the

@@ -29,9 +29,10 @@ from bench.common import DEFAULT_RESULTS, Context, Result, bench_env, print_tabl
 
 # Order matters only for the printout; each module has run(ctx) -> list[Result].
 BENCHMARKS = ("features", "training", "time_to_quality", "throughput", "scoring", "incremental", "memory", "drift",
-              "event_latency", "load_burst", "gpu")
-# Slow (servers, 20 seeds of generated audio, three trainings): --quick leaves them out unless named.
-SLOW = ("event_latency", "load_burst", "drift", "time_to_quality")
+              "event_latency", "production", "load_burst", "gpu")
+# Slow (servers, seeds of generated audio, three trainings, `spira train` and `make demo` at full size):
+# --quick leaves them out unless named.
+SLOW = ("event_latency", "load_burst", "drift", "time_to_quality", "production")
 # Over the 15-minute budget of `make bench` on its own (the 5,000-object burst takes ~10 min here):
 # run only when named (--only load_burst) or with --with-load-burst.
 OPT_IN = ("load_burst",)
@@ -46,6 +47,7 @@ _MODULES = {
     "incremental": "bench.incremental",
     "memory": "bench.memory",
     "event_latency": "bench.event_latency",
+    "production": "bench.production",
     "gpu": "bench.gpu",
 }
 

@@ -52,6 +52,12 @@ def test_quick_run_measures_something_real(quick_results) -> None:
     # Noisy copies and shortcut variants are computed: more arrays than clips.
     assert stage["extra"]["thread"]["computed"] > stage["extra"]["thread"]["clips"]
     assert by_name["features.best_case"]["value"] > 0
+    # The same stage on the moto S3 server: every clip read and every array written over HTTP, same bytes.
+    s3 = by_name["features.flow_stage_s3"]
+    assert s3["passed"] is True and s3["extra"]["identical_bytes"] is True
+    assert s3["extra"]["s3"]["registry_uri"].startswith("s3://") and s3["extra"]["s3"]["data_uri"].startswith("s3://")
+    assert s3["extra"]["s3"]["computed"] == stage["extra"]["thread"]["computed"] and s3["value"] > 0
+    assert s3["extra"]["s3_over_local_wall"] > 0
     tp = by_name["throughput.train_spiraconv_v2"]["extra"]
     assert tp["flops_per_window"]["train"] > tp["flops_per_window"]["forward"] > 0
     # Layer by layer, the CPU path with its C kernels, and the same path in torch ops only.
@@ -79,6 +85,9 @@ def test_selection_and_errors() -> None:
     assert not set(run_all.SLOW) & set(quick)
     assert "event_latency" in run_all.selected([], quick=True, with_server=True, no_server=False)
     assert "drift" in run_all.selected(["drift"], quick=True, with_server=False, no_server=False)
+    # `spira train` and `make demo` at full size: in the full run, never in --quick unless named.
+    assert "production" in full and "production" not in quick
+    assert run_all.selected(["production"], quick=True, with_server=False, no_server=False) == ["production"]
     assert not {"event_latency", "load_burst"} & set(run_all.selected([], quick=False, with_server=False, no_server=True,
                                                                       with_load_burst=True))
     assert run_all.selected(["gpu,features"], quick=True, with_server=False, no_server=False) == ["features", "gpu"]
@@ -108,3 +117,39 @@ def test_time_to_quality_reads_the_first_epoch_at_the_target() -> None:
     assert hit["reached"] and hit["seconds"] == 30.0 and hit["epochs"] == 3
     miss = _summary([(10.0, 0.5), (20.0, 0.6)], prep_s=4.0)
     assert not miss["reached"] and miss["seconds"] == 20.0 and miss["epochs"] == 2
+
+
+def test_time_to_quality_old_defaults_are_the_quality_benchmarks_baseline(tmp_path) -> None:
+    """The old-defaults run is configured exactly as bench/quality.py trains its old_defaults recipe (seed 0)."""
+    from bench import quality, time_to_quality
+    from spira_lib.config import load_config
+
+    data = tmp_path / "train-160"
+    ours = load_config(None, time_to_quality.setup(time_to_quality.OLD_DEFAULTS, data))
+    theirs = load_config(None, quality._overrides(quality.RECIPES["old_defaults"], data / "noises", None, 0))
+    assert ours == theirs
+    assert (ours.model.arch, ours.training.schedule, ours.training.epochs, ours.features.n_mfcc) == ("spiraconv_v2", "noam", 30, 40)
+    # The default run is the shipped recipe under the same set-up.
+    shipped = load_config(None, {})
+    default = load_config(None, time_to_quality.setup({}, data))
+    assert default.model == shipped.model and default.augment.noisy_copies == shipped.augment.noisy_copies
+    assert default.training.threads == 1 and str(default.augment.noise_dir) == str(data / "noises")
+
+
+@pytest.mark.slow
+def test_time_to_quality_quick_run_uses_the_quality_training_set(tmp_path) -> None:
+    """--quick --only time_to_quality: three short trainings on bench/quality.py's training set (seed 100)."""
+    out = tmp_path / "ttq.json"
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        rc = run_all.main(["--quick", "--only", "time_to_quality", "--out", str(out), "--scratch", str(tmp_path / "s")])
+    assert rc == 0
+    rows = {row["name"]: row for row in json.loads(out.read_text())}
+    assert set(rows) == {"time_to_quality.default", "time_to_quality.vs_old_defaults", "time_to_quality.vs_on_the_fly"}
+    extra = rows["time_to_quality.default"]["extra"]
+    assert extra["data"]["speakers"] == 12 and "seed 100" in rows["time_to_quality.default"]["compares"]
+    for run in ("default", "old_defaults", "on_the_fly"):
+        assert extra[run]["curve"] and extra[run]["clips"]["train"] > 0 and extra[run]["clips"]["eval"] > 0
+    assert not any((tmp_path / "s").iterdir())  # --quick caches nothing in the scratch folder
