@@ -80,7 +80,11 @@ def dask_stage(spec: RunSpec, split: SplitRef, workers: int = 2) -> tuple[Featur
 
     n = feature_chunk_count(split, spec.config.runtime.feature_chunk_clips)
     t0 = time.perf_counter()
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+    # distributed's Nanny writes its pre-spawn variables (OMP_NUM_THREADS=1, MKL_NUM_THREADS=1, ...)
+    # into THIS process's environment and leaves them: every later subprocess of the benchmark
+    # run (spira train, make demo, the memory children) would then run on one thread.
+    with mock.patch.dict(os.environ), \
+            LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
             Client(cluster) as client:
         client.run(lambda: None)  # the workers are up
         startup = time.perf_counter() - t0

@@ -5,8 +5,7 @@ per fake sha: 5-9 s clips of the default F MFCCs) are written straight into a lo
 FeatureStore layout (generating 20k real clips would take far too long), then
 each size trains in its own subprocess so its peak RSS is its own: the default
 model and windows (``convstats``, 4 s windows, batch 16, dropout), 1 epoch, 1
-window per clip, one torch thread (the machine is shared; memory does not
-depend on it). The open-files figure is read from ``/proc/self/fd`` after the
+window per clip, torch's default threads (as training runs; 2 here). The open-files figure is read from ``/proc/self/fd`` after the
 epoch, while the training sources are still alive. This measures the data path
 + training loop, not accuracy.
 """
@@ -75,7 +74,7 @@ def child(root: Path, n_train: int, n_val: int, device: str, nofile: int = 0) ->
     base_rss = current_rss_mib()
     # The default model, windows and batch; one epoch, one window per clip.
     cfg = build_config(overrides={
-        "training.epochs": 1, "training.windows_per_clip": 1, "training.device": device, "training.threads": 1,
+        "training.epochs": 1, "training.windows_per_clip": 1, "training.device": device, "training.threads": 0,
         # The synthetic arrays are 500-900 frames; no clip may be shorter than a window.
         "audio.min_duration_s": 4.0,
     })
@@ -189,7 +188,7 @@ def run(ctx: Context) -> list[Result]:
             name="memory.fit_time_slope",
             value=b * 1000,
             unit="s per 1k clips",
-            compares="fit time = a + b*clips (1 epoch, 1 window/clip, default model, 4 s windows, batch 16, 1 thread)",
+            compares="fit time = a + b*clips (1 epoch, 1 window/clip, default model, 4 s windows, batch 16, torch default threads)",
             notes=f"a = {a:.1f} s, b = {b * 1000:.2f} s per 1k clips, R2 = {r2:.3f}. {table}.",
             extra={"a_s": a, "b_s_per_clip": b, "r2": r2},
         ),

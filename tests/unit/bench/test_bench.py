@@ -21,10 +21,17 @@ def quick_results(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[dict],
     import contextlib
     import io
 
+    import os
+
+    env_before = dict(os.environ)
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         rc = run_all.main(["--quick", "--out", str(out), "--scratch", str(scratch)])
     assert rc == 0
+    # No benchmark leaves settings behind for the ones after it (distributed's Nanny writes
+    # OMP_NUM_THREADS=1 into its parent's environment: later subprocesses ran on one thread).
+    changed = {k for k in set(env_before) | set(os.environ) if env_before.get(k) != os.environ.get(k)}
+    assert not {k for k in changed if "THREADS" in k}, changed
     return json.loads(out.read_text()), scratch, buf.getvalue()
 
 
@@ -153,3 +160,18 @@ def test_time_to_quality_quick_run_uses_the_quality_training_set(tmp_path) -> No
     for run in ("default", "old_defaults", "on_the_fly"):
         assert extra[run]["curve"] and extra[run]["clips"]["train"] > 0 and extra[run]["clips"]["eval"] > 0
     assert not any((tmp_path / "s").iterdir())  # --quick caches nothing in the scratch folder
+
+
+@pytest.mark.slow
+def test_the_dask_stage_leaves_this_process_environment_as_it_was(tmp_path) -> None:
+    """distributed's Nanny sets OMP_NUM_THREADS=1 (and more) in its parent's environment; the
+    benchmark puts it back, or every later subprocess of `make bench` trains on one thread."""
+    import os
+
+    from bench import feature_stage
+    from bench.common import Context
+
+    before = dict(os.environ)
+    m = feature_stage.measure(Context(quick=True, scratch=tmp_path, say=lambda _m: None), 6, with_dask=True, with_s3=False)
+    assert m["dask"]["digest"] == m["thread"]["digest"]
+    assert dict(os.environ) == before
