@@ -26,7 +26,8 @@ memory order, as ``model._Dropout`` on the channels_last activations of
 tests/unit/spira_lib/test_model_cpu_path.py checks outputs and gradients against
 the layer-by-layer stack and a float64 copy of it.
 
-Plain torch only. ``cpu_convs`` is the entry point; ``spira_lib.model`` calls it.
+Torch, plus the C kernels through spira_lib/spiraconv_native.py. ``cpu_convs`` is the
+entry point; ``spira_lib.model`` calls it.
 """
 from __future__ import annotations
 
@@ -37,6 +38,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from spira_lib import spiraconv_kernels
+from spira_lib import spiraconv_native as native
+from spira_lib.spiraconv_native import tail_buffers
 
 _CHUNK = 1 << 17  # floats per chunk of the elementwise tail: 0.5 MB, fits a core's L2 cache
 
@@ -85,26 +88,14 @@ def _keep_mask(drop, shape: tuple[int, int, int, int], training: bool) -> torch.
         return None
     b, c, t, f = shape
     u = torch.rand(b, t * f, c)
-    lib = _native()
-    if lib is not None:
-        keep = u.new_empty(b, c, t, f)
-        _ok(lib.spira_keep_mask(u.data_ptr(), b, t * f, c, float(drop.p), keep.data_ptr(), torch.get_num_threads()))
-        return keep
+    if _native() is not None:
+        return native.keep_mask(u, drop.p, (b, c, t, f))
     return u.transpose(1, 2).contiguous().ge_(drop.p).view(b, c, t, f)
 
 
 def _native():
     """The fused C kernels, or None (not built here, or switched off)."""
     return spiraconv_kernels.load()
-
-
-def _ok(rc: int) -> None:
-    if rc != 0:
-        raise RuntimeError(f"SpiraConv v2 C kernel refused its arguments (code {rc})")
-
-
-def _ptr(t: torch.Tensor | None) -> int | None:
-    return None if t is None else t.data_ptr()
 
 
 def _tail_forward(a, keep, scale, pool, out, saved) -> None:
@@ -144,17 +135,6 @@ def _tail_backward(g, a_sel, sel, keep, scale, n_frames: int) -> torch.Tensor:
     return ga
 
 
-def _tail_buffers(a_like: torch.Tensor, shape, pool: bool, need_grad: bool):
-    """Output, and (when training) the pre-activation kept per pooled pair and which frame won."""
-    b, c, t, f = shape
-    t_out = t // 2 if pool else t
-    out = a_like.new_empty(b, c, t_out, f)
-    if not need_grad:
-        return out, None, None
-    sel = a_like.new_empty(b, c, t_out, f) if pool else None  # which frame won, as 0/1 floats
-    return out, a_like.new_empty(b, c, t_out, f), sel
-
-
 def _chunk_views(bs: slice, cs: slice, *tensors):
     return [None if t is None else t[bs, cs] for t in tensors]
 
@@ -165,7 +145,7 @@ class _MishPoolDrop(torch.autograd.Function):
     @staticmethod
     def forward(ctx, a, keep, scale, pool):
         need_grad = ctx.needs_input_grad[0]
-        out, a_sel, sel = _tail_buffers(a, a.shape, pool, need_grad)
+        out, a_sel, sel = tail_buffers(a, a.shape, pool, need_grad)
         for bs, cs in _chunks(a.shape[0], a.shape[1], a.shape[2] * a.shape[3]):
             o, k, s, w = _chunk_views(bs, cs, out, keep, a_sel, sel)
             _tail_forward(a[bs, cs], k, scale, pool, o, (s, w) if need_grad else None)
@@ -196,7 +176,7 @@ class _FirstBlock(torch.autograd.Function):
         b, c, _ = w_ext.shape
         f = cols.shape[2] // n_frames
         need_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
-        out, a_sel, sel = _tail_buffers(cols, (b, c, n_frames, f), pool, need_grad)
+        out, a_sel, sel = tail_buffers(cols, (b, c, n_frames, f), pool, need_grad)
         for bs, cs in _chunks(b, c, n_frames * f):
             w_chunk = w_ext[bs, cs]
             a = torch.bmm(w_chunk, cols[bs]).view(w_chunk.shape[0], w_chunk.shape[1], n_frames, f)
@@ -288,64 +268,6 @@ class _TimeConv(torch.autograd.Function):
         return g_x, g_w, g3.sum((0, 2)), None
 
 
-class _NativeTail(torch.autograd.Function):
-    """``_MishPoolDrop`` in one C pass per direction (``spira_tail_forward`` / ``spira_tail_backward``)."""
-
-    @staticmethod
-    def forward(ctx, a, keep, scale, pool):
-        a = a.contiguous()
-        need_grad = ctx.needs_input_grad[0]
-        out, a_sel, sel = _tail_buffers(a, a.shape, pool, need_grad)
-        b, c, t, f = a.shape
-        lib = _native()
-        _ok(lib.spira_tail_forward(a.data_ptr(), b * c, t, f, int(pool), _ptr(keep), scale, out.data_ptr(),
-                                   _ptr(a_sel), _ptr(sel), torch.get_num_threads()))
-        ctx.scale, ctx.n_frames, ctx.pool = scale, t, pool
-        ctx.save_for_backward(a_sel, sel, keep)
-        return out
-
-    @staticmethod
-    def backward(ctx, g):
-        a_sel, sel, keep = ctx.saved_tensors
-        g = g.contiguous()
-        b, c, _, f = g.shape
-        ga = g.new_empty(b, c, ctx.n_frames, f)
-        _ok(_native().spira_tail_backward(g.data_ptr(), a_sel.data_ptr(), _ptr(sel), _ptr(keep), ctx.scale, b * c,
-                                          ctx.n_frames, f, int(ctx.pool), ga.data_ptr(), torch.get_num_threads()))
-        return ga, None, None, None
-
-
-class _NativeFirstBlock(torch.autograd.Function):
-    """``_FirstBlock`` in C: the (k x 1) conv over the one input channel, GroupNorm folded into ``w_ext``,
-    and the tail in one pass; backward returns the gradient of ``w_ext`` only (``x`` needs none)."""
-
-    @staticmethod
-    def forward(ctx, w_ext, x, keep, scale, pool, dilation):
-        b, t, f = x.shape
-        c, k = w_ext.shape[1], w_ext.shape[2] - 1
-        t_conv = t - dilation * (k - 1)
-        need_grad = ctx.needs_input_grad[0]
-        out, a_sel, sel = _tail_buffers(x, (b, c, t_conv, f), pool, need_grad)
-        _ok(_native().spira_first_forward(x.data_ptr(), w_ext.data_ptr(), b, c, k, t, f, dilation, int(pool),
-                                          _ptr(keep), scale, out.data_ptr(), _ptr(a_sel), _ptr(sel),
-                                          torch.get_num_threads()))
-        ctx.scale, ctx.pool, ctx.dilation = scale, pool, dilation
-        ctx.save_for_backward(x, a_sel, sel, keep, w_ext)
-        return out
-
-    @staticmethod
-    def backward(ctx, g):
-        x, a_sel, sel, keep, w_ext = ctx.saved_tensors
-        g = g.contiguous()
-        b, t, f = x.shape
-        c, k = w_ext.shape[1], w_ext.shape[2] - 1
-        g_w = torch.empty_like(w_ext)
-        _ok(_native().spira_first_backward(g.data_ptr(), x.data_ptr(), a_sel.data_ptr(), _ptr(sel), _ptr(keep),
-                                           ctx.scale, b, c, k, t, f, ctx.dilation, int(ctx.pool), g_w.data_ptr(),
-                                           torch.get_num_threads()))
-        return g_w, None, None, None, None, None
-
-
 def cpu_convs(x: torch.Tensor, blocks: Iterable[tuple], training: bool) -> torch.Tensor:
     """``convs(x.unsqueeze(1))`` computed the CPU way: ``[B, T, F]`` -> ``[B, C, T', F]`` (NCHW).
 
@@ -353,16 +275,16 @@ def cpu_convs(x: torch.Tensor, blocks: Iterable[tuple], training: bool) -> torch
     """
     blocks = list(blocks)
     # The C first block has no gradient for x: keep the torch one for the rare caller that wants it.
-    native = _native() is not None
+    use_c = _native() is not None
     conv, norm, drop, pool, dilation = blocks[0]
     w_ext, cols, t_out = _first_block_weights(x, conv, norm, dilation)
     shape = (x.shape[0], conv.out_channels, t_out // 2 if pool else t_out, x.shape[2])
     keep = _keep_mask(drop, shape, training)
-    if native and not x.requires_grad:
-        h = _NativeFirstBlock.apply(w_ext, x.contiguous(), keep, 1.0 / (1.0 - drop.p), pool, dilation)
+    if use_c and not x.requires_grad:
+        h = native.FirstBlock.apply(w_ext, x.contiguous(), keep, 1.0 / (1.0 - drop.p), pool, dilation)
     else:
         h = _FirstBlock.apply(w_ext, cols, keep, 1.0 / (1.0 - drop.p), pool, t_out)
-    tail = _NativeTail if native else _MishPoolDrop
+    tail = native.Tail if use_c else _MishPoolDrop
     for conv, norm, drop, pool, dilation in blocks[1:]:
         z = _TimeConv.apply(h, conv.weight.contiguous(), conv.bias, dilation)
         a = F.group_norm(z, norm.num_groups, norm.weight, norm.bias, norm.eps)

@@ -31,7 +31,7 @@ TRAINING_SECTIONS = ("audio", "features", "augment", "model", "training", "split
 # (The CLI, reports, registry and the demo generator do not change the model.)
 MODEL_CODE = (
     "audio.py", "channels.py", "config.py", "reasons.py", "noise.py", "features.py", "feature_store.py", "model.py", "spiraconv_cpu.py",
-    "spiraconv_kernels.py", "spiraconv_kernels.c",
+    "spiraconv_kernels.py", "spiraconv_kernels.c", "spiraconv_native.py",
     "checkpoint.py",
     "dataset", "validation", "training",
 )
