@@ -38,6 +38,8 @@ def kernels(request, monkeypatch):
         monkeypatch.setenv("SPIRA_NATIVE_KERNELS", "0")
         assert cpu_mod._native() is None
     else:
+        if spiraconv_kernels._compiler() is None:
+            pytest.skip("no C compiler on PATH: only the torch path exists here")
         monkeypatch.delenv("SPIRA_NATIVE_KERNELS", raising=False)
         assert cpu_mod._native() is not None, "the C kernels did not build (see the warning logged)"
     yield request.param

@@ -12,6 +12,10 @@ from spira_lib.config import ModelConfig
 from spira_lib.model import SpiraConvV2
 
 
+# Where there is no compiler the kernels cannot exist (the torch path runs: tested below with a fake CC).
+needs_cc = pytest.mark.skipif(spiraconv_kernels._compiler() is None, reason="no C compiler on PATH")
+
+
 @pytest.fixture(autouse=True)
 def fresh(monkeypatch, tmp_path):
     """Each test loads the kernels itself, from its own cache folder."""
@@ -22,6 +26,7 @@ def fresh(monkeypatch, tmp_path):
     spiraconv_kernels.reset()
 
 
+@needs_cc
 def test_builds_once_into_the_cache_and_reuses_the_build(tmp_path):
     lib = spiraconv_kernels.load()
     assert lib is not None
@@ -33,6 +38,7 @@ def test_builds_once_into_the_cache_and_reuses_the_build(tmp_path):
     assert built[0].stat().st_mtime_ns == stamp  # loaded, not rebuilt
 
 
+@needs_cc
 def test_the_build_is_keyed_by_flags_so_a_change_rebuilds(monkeypatch):
     compiler = spiraconv_kernels._compiler()
     first = spiraconv_kernels.library_path(compiler)
@@ -40,6 +46,7 @@ def test_the_build_is_keyed_by_flags_so_a_change_rebuilds(monkeypatch):
     assert spiraconv_kernels.library_path(compiler) != first
 
 
+@needs_cc
 def test_loading_them_leaves_subnormals_alone():
     """-ffast-math would link crtfastmath.o, whose constructor flushes subnormals to zero process-wide."""
     assert spiraconv_kernels.load() is not None
@@ -67,6 +74,7 @@ def test_switched_off_they_are_not_built(monkeypatch, tmp_path):
     assert not (tmp_path / "kernels").exists()
 
 
+@needs_cc
 def test_mish_and_its_slope_in_c_match_torch_in_float64():
     """Through the tail kernel without pooling or dropout: out = mish(a), the gradient = mish'(a) g."""
     assert spiraconv_kernels.load() is not None
@@ -80,6 +88,7 @@ def test_mish_and_its_slope_in_c_match_torch_in_float64():
     assert torch.allclose(a.grad.double(), ref.grad, rtol=1e-5, atol=1e-6)
 
 
+@needs_cc
 def test_results_do_not_depend_on_the_thread_count():
     """Each (sample, channel) plane is one thread's work from start to end: same bits at any thread count."""
     assert spiraconv_kernels.load() is not None
@@ -101,6 +110,7 @@ def test_results_do_not_depend_on_the_thread_count():
     assert torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1])
 
 
+@needs_cc
 def test_a_build_failure_names_the_compiler_error(monkeypatch, tmp_path, caplog):
     bad = tmp_path / "bad.c"
     bad.write_text("this is not C\n")
